@@ -1,0 +1,83 @@
+"""`ptom-lab sessions list | show | export | archive`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.markdown import Markdown
+from rich.table import Table
+
+from engine.cli.common import console, open_store
+from engine.store import session_trajectory
+from engine.transcript import markdown
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("sessions", parents=[common], help="browse, show and export stored sessions")
+    s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = s.add_parser("list", parents=[common], help="newest sessions first")
+    ls.add_argument("--kind", help="play, arena, evaluate, generate, import")
+    ls.add_argument("--scenario")
+    ls.add_argument("--agent", help="a persuader or target name")
+    ls.add_argument("--outcome", choices=["success", "failure"])
+    ls.add_argument("--search", help="full-text search over messages and replies")
+    ls.add_argument("--archived", action="store_true")
+    ls.add_argument("--limit", type=int, default=20)
+    ls.set_defaults(func=list_sessions)
+    sh = s.add_parser("show", parents=[common], help="a session's transcript")
+    sh.add_argument("id", help="session id (a unique prefix will do)")
+    sh.set_defaults(func=show)
+    ex = s.add_parser("export", parents=[common], help="a session as Markdown or a trajectory JSONL line")
+    ex.add_argument("id")
+    ex.add_argument("--format", choices=["md", "jsonl"], default="md")
+    ex.add_argument("--out", help="file to write (default: standard output)")
+    ex.set_defaults(func=export)
+    ar = s.add_parser("archive", parents=[common], help="hide a session from lists (--undo to restore)")
+    ar.add_argument("id")
+    ar.add_argument("--undo", action="store_true")
+    ar.set_defaults(func=archive)
+
+
+def list_sessions(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    success = None if args.outcome is None else args.outcome == "success"
+    filters = dict(kind=args.kind, scenario=args.scenario, agent=args.agent, success=success,
+                   search=args.search, archived=args.archived)
+    rows = store.list_sessions(**filters, limit=args.limit)
+    table = Table("id", "when", "kind", "scenario", "persuader", "target", "turns", "outcome", "status")
+    for r in rows:
+        outcome = "-" if r["success"] is None else ("success" if r["success"] else "failure")
+        table.add_row(r["id"], r["created_at"][:19].replace("T", " "), r["kind"], r["scenario_id"], r["persuader"],
+                      f"{r['target']}/{r['personality']}", str(r["n_turns"]), outcome, r["status"])
+    console.print(table)
+    console.print(f"{len(rows)} of {store.count_sessions(**filters)} session(s) in {store.path}")
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    traj = session_trajectory(open_store(args), args.id)
+    console.print(Markdown(markdown(traj)))
+    console.print(f"[dim]status: {traj['status']}[/dim]")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    traj = session_trajectory(open_store(args), args.id)
+    traj.pop("status", None)
+    text = markdown(traj) if args.format == "md" else json.dumps(traj, ensure_ascii=False) + "\n"
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        console.print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def archive(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    store.archive(args.id, not args.undo)
+    console.print(("restored " if args.undo else "archived ") + store.get_session(args.id)["id"])
+    return 0
