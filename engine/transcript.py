@@ -17,9 +17,9 @@ def header(traj: dict[str, Any]) -> list[str]:
         "",
         s.get("story", "").strip(),
         "",
-        "Proposals: " + "; ".join(f"{p['id']} = {p['name']}" for p in s["proposals"]),
-        f"Goal: {s['goal']} ({names.get(s['goal'], '?')})   Condition: {traj.get('condition')}",
-        f"Persuader: {(traj.get('persuader') or {}).get('name')}   Target: {target.get('kind')} "
+        "- Proposals: " + "; ".join(f"{p['id']} = {p['name']}" for p in s["proposals"]),
+        f"- Goal: {s['goal']} ({names.get(s['goal'], '?')}); condition: {traj.get('condition')}",
+        f"- Persuader: {(traj.get('persuader') or {}).get('name')}; target: {target.get('kind')} "
         f"({target.get('personality')}, seed {target.get('seed')})",
         "",
     ]

@@ -46,11 +46,19 @@ def list_sessions(args: argparse.Namespace) -> int:
     filters = dict(kind=args.kind, scenario=args.scenario, agent=args.agent, success=success,
                    search=args.search, archived=args.archived)
     rows = store.list_sessions(**filters, limit=args.limit)
-    table = Table("id", "when", "kind", "scenario", "persuader", "target", "turns", "outcome", "status")
+    # Most useful first: on a narrow terminal the columns at the end are the ones that get cut.
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=12)  # never cut: people copy it into `sessions show`
+    table.add_column("outcome", no_wrap=True, min_width=7)
+    table.add_column("turns", justify="right", no_wrap=True, min_width=5)
+    for name in ("scenario", "persuader", "target"):
+        table.add_column(name, overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("kind", no_wrap=True, overflow="ellipsis")
+    table.add_column("when (UTC)", no_wrap=True, overflow="ellipsis")
     for r in rows:
-        outcome = "-" if r["success"] is None else ("success" if r["success"] else "failure")
-        table.add_row(r["id"], r["created_at"][:19].replace("T", " "), r["kind"], r["scenario_id"], r["persuader"],
-                      f"{r['target']}/{r['personality']}", str(r["n_turns"]), outcome, r["status"])
+        outcome = r["status"] if r["success"] is None else ("success" if r["success"] else "failure")
+        table.add_row(r["id"], outcome, str(r["n_turns"]), r["scenario_id"], r["persuader"],
+                      f"{r['target']}/{r['personality']}", r["kind"], r["created_at"][5:16].replace("T", " "))
     console.print(table)
     console.print(f"{len(rows)} of {store.count_sessions(**filters)} session(s) in {store.path}")
     return 0
