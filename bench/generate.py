@@ -1,0 +1,106 @@
+"""Generation speed of the embedded model on the CPU: tokens/s at batch 1 and batch 8, and load time.
+
+Aims (issue 5): batch 8 at least 3x the throughput of batch 1; a cached load under 5 s.
+- cold load: a new process with PTOM_CACHE pointing at an empty temp folder, so the GGUF is converted first;
+- cached load: a new process reading the converted folder (the default cache);
+- throughput: real persuader prompts (the shared prompt builder on held-out scenarios), greedy, fixed length;
+  batch 1 runs the prompts one by one, batch 8 in one generate call, and "8 threads" sends them from 8 threads
+  through the backend's batcher, the way concurrent evaluation games do.
+Run: .venv/bin/python bench/generate.py [--tokens 48] [--threads N] [--skip-cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the `engine` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+HELDOUT = Path(__file__).resolve().parent.parent / "scenarios" / "heldout.jsonl"
+LOAD_SNIPPET = (
+    "import time, torch, transformers; from engine.llm.local import LocalBackend; t = time.perf_counter(); "
+    "b = LocalBackend(''); print(f'{time.perf_counter() - t:.2f}')"
+)
+
+
+def timed_load(cache: str | None) -> float:
+    """Seconds to build a LocalBackend in a fresh process (imports excluded), with PTOM_CACHE set if given."""
+    env = dict(os.environ)
+    if cache is not None:
+        env["PTOM_CACHE"] = cache
+    out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def prompts(n: int) -> list[list[dict[str, str]]]:
+    from engine.game import PersuaderView, persuader_side
+    from engine.prompts import messages_for_view
+    from engine.scenario import load_file
+
+    scenarios = load_file(HELDOUT)[:n]
+    return [messages_for_view(PersuaderView(persuader_side(s), "hidden", 1, [])) for s in scenarios]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=48, help="new tokens per reply")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--skip-cold", action="store_true", help="skip the cold (GGUF conversion) load")
+    args = parser.parse_args()
+
+    if not args.skip_cold:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"cold load (GGUF conversion + load): {timed_load(tmp):.1f} s")
+    print(f"cached load (new process):          {timed_load(None):.1f} s")
+
+    import torch
+
+    from engine.llm.base import GenerationOptions
+    from engine.llm.local import LocalBackend
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backend = LocalBackend("", max_batch=8, wait_s=0.05)
+    # every row runs the full length: throughput is then tokens generated per second of wall time
+    backend.net.generation_config.eos_token_id = None
+    options = GenerationOptions(max_tokens=args.tokens, temperature=0.0)
+    convs = prompts(8)
+    backend.chat_batch(convs[:1], GenerationOptions(max_tokens=4, temperature=0.0))  # warm-up
+
+    def rate(run) -> float:
+        started = time.perf_counter()
+        results = run()
+        return sum(r.output_tokens for r in results) / (time.perf_counter() - started)
+
+    one = rate(lambda: [r for c in convs[:4] for r in backend.chat_batch([c], options)])
+    eight = rate(lambda: backend.chat_batch(convs, options))
+    results: list = []
+
+    def game(c) -> None:
+        results.append(backend.chat(c, options))
+
+    def threaded():
+        threads = [threading.Thread(target=game, args=(c,)) for c in convs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    threaded_rate = rate(threaded)
+    prompt_tokens = sum(r.input_tokens for r in backend.chat_batch(convs, GenerationOptions(max_tokens=1))) / len(convs)
+    print(f"torch threads {torch.get_num_threads()}, {args.tokens} new tokens, prompts of ~{prompt_tokens:.0f} tokens")
+    print(f"batch 1:              {one:6.1f} tokens/s")
+    print(f"batch 8:              {eight:6.1f} tokens/s  ({eight / one:.1f}x batch 1; aim >= 3x)")
+    print(f"8 threads, batcher:   {threaded_rate:6.1f} tokens/s  (batches of {backend.batcher.batch_sizes})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The one interface every model backend implements: chat, streaming chat and batched chat.
+
+Persuaders and simulated humans talk to a `Backend` only, so the same player runs on Claude, OpenAI, an
+OpenAI-compatible server (vLLM, llama.cpp, Ollama) or a local transformers model. Every call returns a
+`ChatResult` carrying the text with its usage tokens, latency and estimated cost, which the players put on each
+turn (`PersuaderTurn.usage`, `TargetReply.usage`) and the store keeps.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import LabError
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": ...}
+TextCallback = Callable[[str], None]
+
+
+@dataclass
+class ChatResult:
+    """One model answer and what it cost."""
+
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+    model: str = ""
+
+    def usage(self) -> dict[str, Any]:
+        """The dict stored with a turn (never holds a key or a prompt)."""
+        return {
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "latency_ms": round(self.latency_ms, 1),
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+def combine_usage(results: Sequence[ChatResult]) -> dict[str, Any]:
+    """Usage of several calls made for one turn (a repair, a re-ask): summed, with the number of calls."""
+    out = {
+        "model": results[-1].model if results else "",
+        "input_tokens": sum(r.input_tokens for r in results),
+        "output_tokens": sum(r.output_tokens for r in results),
+        "latency_ms": round(sum(r.latency_ms for r in results), 1),
+        "cost_usd": round(sum(r.cost_usd for r in results), 6),
+    }
+    if len(results) > 1:
+        out["calls"] = len(results)
+    return out
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Sampling settings shared by every backend; hashable so a batcher can group equal requests."""
+
+    max_tokens: int = 400
+    temperature: float = 0.7
+    stop: tuple[str, ...] = ()
+
+
+class Backend(abc.ABC):
+    """A chat model. Implementations are thread-safe: several games may call one backend at once."""
+
+    provider: str = ""
+    model: str = ""
+
+    @abc.abstractmethod
+    def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> ChatResult:
+        """One answer to a conversation (system message first, if any)."""
+
+    def chat_stream(
+        self, messages: list[Message], on_text: TextCallback, options: GenerationOptions | None = None
+    ) -> ChatResult:
+        """Like `chat`, calling `on_text` with each piece of text as it arrives. Default: one piece at the end."""
+        result = self.chat(messages, options)
+        on_text(result.text)
+        return result
+
+    def chat_batch(
+        self, conversations: Sequence[list[Message]], options: GenerationOptions | None = None
+    ) -> list[ChatResult]:
+        """Answers to several conversations. Remote APIs: concurrent requests; local models: one generate call."""
+        if len(conversations) <= 1:
+            return [self.chat(c, options) for c in conversations]
+        with ThreadPoolExecutor(max_workers=min(8, len(conversations))) as pool:
+            return list(pool.map(lambda c: self.chat(c, options), conversations))
+
+    def describe(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+
+def split_system(messages: list[Message]) -> tuple[str, list[Message]]:
+    """The system text and the rest: the Anthropic API takes the system prompt apart from the messages."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    return system, [m for m in messages if m["role"] != "system"]
+
+
+def api_error(provider: str, model: str, exc: Exception) -> LabError:
+    """A failed call (after the SDK's retries) as one readable line; SDK messages never include the key."""
+    status = getattr(exc, "status_code", None)
+    what = f"HTTP {status}" if status else type(exc).__name__
+    detail = str(getattr(exc, "message", "") or exc).splitlines()[0][:300]
+    hint = ""
+    if status == 401:
+        hint = " (check the API key)"
+    elif status == 429:
+        hint = " (rate limited: wait, or lower the number of concurrent games)"
+    elif status is None:
+        hint = " (network error or time-out, after retries)"
+    return LabError(f"{provider} request for {model} failed: {what}: {detail}{hint}")

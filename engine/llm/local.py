@@ -1,0 +1,285 @@
+"""Local transformers models: the embedded SmolLM2 by default, or any Hugging Face folder with an optional LoRA.
+
+Many games run at once in evaluation, each in its own thread, and each asks the model for one reply at a time.
+One forward pass over a batch costs little more than over a single prompt on the CPU, so the requests of all
+threads are gathered by a `Batcher` and answered by a single left-padded `generate` call. Share one backend per
+model between all those players: `shared_backend(path, adapter)` returns the same `LocalBackend` for the same
+model, and every `LocalBackend.chat` call goes through its batcher.
+
+CUDA is used when present; `load_in_4bit=True` quantises with bitsandbytes on CUDA, and falls back to full
+precision (with a warning) where either is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import warnings
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import LabError
+from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, TextCallback
+from engine.llm.embedded import EMBEDDED_ALIASES, resolve_model_path
+
+DEFAULT_MAX_BATCH = 16
+DEFAULT_WAIT_S = 0.02  # how long the batcher waits for other threads' requests before generating
+
+
+@dataclass
+class _Request:
+    messages: list[Message]
+    options: GenerationOptions
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    """Gathers chat requests from many threads and answers those with equal options in one batched call.
+
+    A request waits at most `wait_s` for company (or until `max_batch` are queued); while a batch is being
+    generated, new requests queue up and form the next batch, so concurrent games advance together.
+    """
+
+    def __init__(self, run_batch, max_batch: int = DEFAULT_MAX_BATCH, wait_s: float = DEFAULT_WAIT_S) -> None:
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self.batch_sizes: list[int] = []  # every batch it ran, for tests and benchmarks
+        self._cond = threading.Condition()
+        self._pending: list[_Request] = []
+        self._worker: threading.Thread | None = None
+
+    def submit(self, messages: list[Message], options: GenerationOptions) -> ChatResult:
+        request = _Request(messages, options)
+        with self._cond:
+            self._pending.append(request)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._loop, name="ptom-batcher", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+        return request.future.result()
+
+    def _take(self) -> list[_Request] | None:
+        with self._cond:
+            while not self._pending:
+                if not self._cond.wait(timeout=2.0) and not self._pending:
+                    self._worker = None  # idle: the next submit starts a fresh worker
+                    return None
+            deadline = time.monotonic() + self.wait_s
+            while len(self._pending) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            options = self._pending[0].options
+            batch = [r for r in self._pending if r.options == options][: self.max_batch]
+            for r in batch:
+                self._pending.remove(r)
+            return batch
+
+    def _loop(self) -> None:
+        while (batch := self._take()) is not None:
+            self.batch_sizes.append(len(batch))
+            try:
+                results = self.run_batch([r.messages for r in batch], batch[0].options)
+            except BaseException as exc:  # every waiting game learns of the failure
+                for r in batch:
+                    r.future.set_exception(exc)
+                continue
+            for r, result in zip(batch, results, strict=True):
+                r.future.set_result(result)
+
+
+def split_local_spec(arg: str) -> tuple[str, str | None]:
+    """`PATH+ADAPTER` -> (PATH, ADAPTER); '' -> the embedded model. The last '+' separates the adapter."""
+    path, sep, adapter = arg.rpartition("+")
+    if not sep:
+        return arg, None
+    return path, adapter or None
+
+
+def _resolve(path: str, adapter: str | None) -> tuple[str, str | None]:
+    """Checked folders for a model and adapter; an adapter-only folder brings its base model along."""
+    model_dir = resolve_model_path(path or None)
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise LabError(f"no model folder at '{model_dir}' (give a local Hugging Face folder, or leave it empty for the embedded model)")
+    if adapter is None and (folder / "adapter_config.json").exists() and not (folder / "config.json").exists():
+        base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+        adapter, model_dir = str(folder), resolve_model_path(base or None)
+        if not Path(model_dir).is_dir():
+            raise LabError(f"{folder}/adapter_config.json: base model '{base}' is not a local folder")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
+        raise LabError(f"no LoRA adapter at '{adapter}' (expected {adapter}/adapter_config.json)")
+    return model_dir, adapter
+
+
+class LocalBackend(Backend):
+    provider = "local"
+
+    def __init__(
+        self,
+        path: str = "",
+        adapter: str | None = None,
+        *,
+        load_in_4bit: bool = False,
+        device: str | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> None:
+        model_dir, adapter = _resolve(path, adapter)  # before the heavy imports: a bad path fails fast
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model = "embedded" if path in EMBEDDED_ALIASES else path
+        if adapter:
+            self.model += f"+{adapter}"
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        started = time.perf_counter()
+        tokenizer_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").exists() else model_dir
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        kwargs: dict[str, Any] = {"dtype": torch.float32 if self.device == "cpu" else torch.bfloat16}
+        if load_in_4bit:
+            quant = _four_bit_config(self.device)
+            if quant is not None:
+                kwargs["quantization_config"] = quant
+                kwargs["device_map"] = {"": 0}
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+        if "device_map" not in kwargs:
+            model = model.to(self.device)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+        self.net = model.eval()
+        self.load_s = time.perf_counter() - started
+        self._lock = threading.Lock()  # one generate at a time on this model
+        self.batcher = Batcher(self._generate, max_batch, wait_s)
+
+    # ----- the Backend interface -----------------------------------------------------------------------
+    def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> ChatResult:
+        """Through the batcher: concurrent callers share one generate call."""
+        return self.batcher.submit(messages, options or GenerationOptions())
+
+    def chat_batch(self, conversations, options: GenerationOptions | None = None) -> list[ChatResult]:
+        options = options or GenerationOptions()
+        out: list[ChatResult] = []
+        for i in range(0, len(conversations), self.batcher.max_batch):
+            out.extend(self._generate(list(conversations[i : i + self.batcher.max_batch]), options))
+        return out
+
+    def chat_stream(
+        self, messages: list[Message], on_text: TextCallback, options: GenerationOptions | None = None
+    ) -> ChatResult:
+        from transformers import TextIteratorStreamer
+
+        options = options or GenerationOptions()
+        enc = self._encode([messages])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        started = time.perf_counter()
+        output: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                output["ids"] = self._run(enc, options, streamer=streamer)
+            except Exception as exc:  # end the stream so the reader is not left waiting
+                output["error"] = exc
+                streamer.end()
+
+        with self._lock:
+            thread = threading.Thread(target=work, daemon=True)
+            thread.start()
+            for piece in streamer:
+                if piece:
+                    on_text(piece)
+            thread.join()
+        if "ids" not in output:
+            raise LabError(f"local model {self.model}: generation failed: {output.get('error')}")
+        return self._results(enc, output["ids"], options, started)[0]
+
+    # ----- generation ------------------------------------------------------------------------------------
+    def _encode(self, conversations: list[list[Message]]):
+        texts = [
+            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
+        ]
+        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+
+    def _run(self, enc, options: GenerationOptions, streamer=None):
+        import torch
+
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": options.max_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "do_sample": options.temperature > 0,
+        }
+        if options.temperature > 0:
+            kwargs.update(temperature=options.temperature, top_p=0.95)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if streamer is not None:
+            kwargs["streamer"] = streamer
+        with torch.inference_mode():
+            return self.net.generate(**enc, **kwargs)
+
+    def _generate(self, conversations: list[list[Message]], options: GenerationOptions) -> list[ChatResult]:
+        enc = self._encode(conversations)
+        started = time.perf_counter()
+        with self._lock:
+            ids = self._run(enc, options)
+        return self._results(enc, ids, options, started)
+
+    def _results(self, enc, ids, options: GenerationOptions, started: float) -> list[ChatResult]:
+        latency = (time.perf_counter() - started) * 1000.0
+        prompt_len = enc["input_ids"].shape[1]
+        stop_ids = _as_set(self.net.generation_config.eos_token_id) | {self.tokenizer.eos_token_id}
+        results = []
+        for row, mask in zip(ids, enc["attention_mask"], strict=True):
+            new = row[prompt_len:].tolist()
+            n_out = next((i + 1 for i, t in enumerate(new) if t in stop_ids), len(new))
+            text = self.tokenizer.decode(new[:n_out], skip_special_tokens=True).strip()
+            for stop in options.stop:
+                text = text.split(stop, 1)[0]
+            results.append(
+                ChatResult(text, int(mask.sum()), n_out, latency_ms=latency, cost_usd=0.0, model=self.model)
+            )
+        return results
+
+
+def _as_set(value) -> set[int]:
+    if value is None:
+        return set()
+    return set(value) if isinstance(value, (list, tuple, set)) else {int(value)}
+
+
+def _four_bit_config(device: str):
+    """A bitsandbytes 4-bit config, or None (with a warning) where CUDA or bitsandbytes is missing."""
+    import importlib.util
+
+    if device != "cuda":
+        warnings.warn("4-bit loading needs a CUDA GPU: loading in full precision", stacklevel=3)
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        warnings.warn("4-bit loading needs bitsandbytes (pip install 'ptom-lab[gpu]'): loading in full precision", stacklevel=3)
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+_SHARED: dict[tuple[str, str | None, bool], LocalBackend] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_backend(path: str = "", adapter: str | None = None, *, load_in_4bit: bool = False) -> LocalBackend:
+    """The one `LocalBackend` for this model in this process: players that share it are batched together."""
+    key = (path if path not in EMBEDDED_ALIASES else "", adapter, load_in_4bit)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = LocalBackend(path, adapter, load_in_4bit=load_in_4bit)
+        return _SHARED[key]

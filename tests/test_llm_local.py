@@ -1,0 +1,130 @@
+"""The local transformers backend: the embedded SmolLM2 for real (loaded once), the batcher, LoRA adapters."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine.errors import LabError
+from engine.llm.base import ChatResult, GenerationOptions
+from engine.llm.local import Batcher, shared_backend
+
+SHORT = GenerationOptions(max_tokens=12, temperature=0.0)  # the CPU is shared: keep generation short
+HI = [{"role": "user", "content": "Say hello."}]
+LONG = [{"role": "system", "content": "You are a travel agent."}, {"role": "user", "content": "Which city is cheaper for a team trip of twelve people in late spring, Lisbon or Berlin or Krakow?"}]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a shared, busy CPU one thread is several times faster than contended ones
+    yield shared_backend("")
+    torch.set_num_threads(threads)
+
+
+def test_embedded_model_chats_and_counts_tokens(backend):
+    result = backend.chat(HI, SHORT)
+    assert result.text and 0 < result.output_tokens <= 12
+    assert result.input_tokens > 5 and result.cost_usd == 0.0 and result.model == "embedded"
+    assert shared_backend("embedded") is backend  # one shared instance per model, so players batch together
+
+
+def test_batch_uses_left_padding_and_answers_each(backend):
+    short, long = backend.chat_batch([HI, LONG], SHORT)
+    assert short.text and long.text
+    assert short.input_tokens < long.input_tokens  # padding is not counted as input
+    expected = backend.tokenizer.apply_chat_template(LONG, add_generation_prompt=True, tokenize=True, return_dict=True)
+    assert long.input_tokens == len(expected["input_ids"])
+
+
+def test_stream_pieces_make_the_text(backend):
+    pieces: list[str] = []
+    result = backend.chat_stream(HI, pieces.append, SHORT)
+    assert len(pieces) > 1 and "".join(pieces).strip() == result.text
+
+
+def test_concurrent_chats_share_generate_calls(backend):
+    backend.batcher.batch_sizes.clear()
+    backend.batcher.wait_s = 0.3
+    results: list[ChatResult] = []
+    barrier = threading.Barrier(3)
+
+    def game() -> None:
+        barrier.wait()
+        results.append(backend.chat(HI, SHORT))
+
+    threads = [threading.Thread(target=game) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        backend.batcher.wait_s = 0.02
+    assert len(results) == 3 and all(r.text for r in results)
+    assert sum(backend.batcher.batch_sizes) == 3 and max(backend.batcher.batch_sizes) >= 2
+
+
+def test_batcher_groups_equal_options_and_reports_failures():
+    calls: list[tuple[int, GenerationOptions]] = []
+
+    def run(convs, options):
+        calls.append((len(convs), options))
+        if options.max_tokens == 13:
+            raise RuntimeError("out of memory")
+        time.sleep(0.05)
+        return [ChatResult(c[0]["content"].upper()) for c in convs]
+
+    batcher = Batcher(run, max_batch=8, wait_s=0.2)
+    out: dict[str, object] = {}
+
+    def submit(text: str, options: GenerationOptions) -> None:
+        try:
+            out[text] = batcher.submit([{"role": "user", "content": text}], options).text
+        except RuntimeError as exc:
+            out[text] = exc
+
+    a, b = GenerationOptions(max_tokens=5), GenerationOptions(max_tokens=13)
+    threads = [threading.Thread(target=submit, args=(t, o)) for t, o in (("x", a), ("y", a), ("z", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out["x"] == "X" and out["y"] == "Y" and isinstance(out["z"], RuntimeError)
+    assert sorted(n for n, _ in calls) == [1, 2]  # x and y together, z alone (other options)
+
+
+def test_missing_folder_is_a_lab_error():
+    from engine.llm.local import LocalBackend
+
+    with pytest.raises(LabError, match="no model folder"):
+        LocalBackend("/nonexistent/model")
+    with pytest.raises(LabError, match="no LoRA adapter"):
+        LocalBackend("", "/nonexistent/adapter")
+
+
+def test_lora_adapter_loads_with_plus_syntax(backend, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from engine.llm.embedded import embedded_model_dir
+    from engine.llm.specs import make_backend, parse_spec
+
+    base = backend.net
+    peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_alpha=4))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    base = peft_model.unload()  # leave the shared model as it was
+    backend.net = base
+    tuned = make_backend(parse_spec("local", f"{embedded_model_dir()}+{tmp_path / 'adapter'}"))
+    assert tuned is not backend and isinstance(tuned.net, PeftModel)
+    assert tuned.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
+
+
+def test_four_bit_without_cuda_falls_back_with_a_warning():
+    from engine.llm.local import _four_bit_config
+
+    with pytest.warns(UserWarning, match="CUDA"):
+        assert _four_bit_config("cpu") is None

@@ -1,0 +1,149 @@
+"""The language-model persuader against the rule-based target, through the real SDKs and a local fake API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fake_api import TEST_KEY, FakeAPI, point_sdks_at
+
+from engine.episode import play
+from engine.errors import LabError
+from engine.persuaders.llm import read_belief, read_counterfactual
+from engine.players import make_persuader
+from engine.store import StoreListener
+from engine.targets.rational import RationalTarget
+
+GOOD = (
+    "REASONING: She may not know that B is cheap.\n"
+    "COUNTERFACTUAL: disclose B.cost -> P(goal) 0.40 -> 0.70, predicted choice B; alternatives: ask_choice 0.45\n"
+    "MOVES: disclose B.cost; ask_preference cost\n"
+    "MESSAGE: Did you know B keeps the cost down? How much does cost matter to you?"
+)
+BAD = "MOVES: teleport B\nMESSAGE: Let us go to B, trust me."
+
+
+def scripted(*texts: str):
+    """A responder that answers with `texts` in turn, then repeats the last one."""
+    seen = {"n": 0}
+
+    def respond(_body):
+        text = texts[min(seen["n"], len(texts) - 1)]
+        seen["n"] += 1
+        return text
+
+    return respond
+
+
+@pytest.fixture
+def api(monkeypatch):
+    with FakeAPI(GOOD) as server:
+        point_sdks_at(server, monkeypatch)
+        yield server
+
+
+def short(scenario, turns=2):
+    from dataclasses import replace
+
+    return replace(scenario, max_turns=turns)
+
+
+def test_hidden_condition_never_sends_the_targets_secrets(api, business):
+    play(short(business), make_persuader("openai:gpt-4o"), RationalTarget(), condition="hidden", seed=1)
+    sent = [r.raw for r in api.requests]
+    assert len(sent) == 2
+    assert not any("Target's preferences" in raw or "Target knows" in raw for raw in sent)
+    prefs = ", ".join(f"{a} {v:+g}" for a, v in business.preferences.items())
+    assert not any(prefs in json.loads(raw)["messages"][0]["content"] for raw in sent)
+    # the same game revealed does send them: the check above can fail
+    play(short(business), make_persuader("openai:gpt-4o"), RationalTarget(), condition="revealed", seed=1)
+    assert prefs in json.loads(api.requests[-1].raw)["messages"][0]["content"]
+
+
+def test_turn_is_parsed_with_tracker_belief_and_usage_stored(api, business, store):
+    episode = play(short(business), make_persuader("anthropic:claude-sonnet-4-6"), RationalTarget(), listeners=[StoreListener(store)])
+    assert episode.status == "finished"
+    turn = episode.turns[0]
+    assert [m.text() for m in turn.moves] == ["disclose B.cost", "ask_preference cost"]
+    assert turn.parse_ok and turn.reasoning.startswith("She may not know")
+    assert set(turn.belief["preferences"]) == set(business.attribute_ids)
+    assert turn.counterfactual == {
+        "move": "disclose B.cost", "p_goal_before": 0.4, "p_goal_after": 0.7, "predicted_choice": "B",
+        "alternatives": [{"move": "ask_choice", "p_goal": 0.45}],
+    }
+    assert "Belief about the target" in api.bodies()[0]["system"]
+    rows = store.turns(episode.id)
+    usage = json.loads(rows[0]["usage_json"])
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0 and usage["cost_usd"] > 0
+    assert usage["model"] == "claude-sonnet-4-6"
+    store.close()
+    from pathlib import Path
+
+    assert TEST_KEY.encode() not in Path(store.path).read_bytes()  # keys never reach the store
+
+
+def test_unparseable_reply_gets_one_repair(api, business):
+    api.responder = scripted(BAD, GOOD)
+    episode = play(short(business, 1), make_persuader("openai:gpt-4o"), RationalTarget())
+    turn = episode.turns[0]
+    assert turn.parse_ok and len(turn.moves) == 2
+    assert turn.usage["calls"] == 2 and turn.usage["repaired"] is True
+    repair = api.bodies()[1]["messages"]
+    assert repair[-2] == {"role": "assistant", "content": BAD}
+    assert "could not be read: unknown move 'teleport'" in repair[-1]["content"]
+
+
+def test_reply_still_bad_after_repair_is_logged_and_the_game_goes_on(api, business):
+    api.responder = scripted(BAD)
+    episode = play(short(business), make_persuader("openai:gpt-4o"), RationalTarget())
+    assert episode.status == "finished" and episode.outcome.parse_failures == 2
+    turn = episode.turns[0]
+    assert not turn.parse_ok and "teleport" in turn.parse_error and turn.moves == []
+    assert turn.message == "Let us go to B, trust me." and "[repair:" in turn.raw
+    assert len(api.requests) == 4  # two turns, each a try and one repair
+
+
+def test_self_belief_is_read_from_the_reply(api, business):
+    api.responder = scripted("BELIEF: cost -1 (0.8); travel like 0.2 neutral 0.3 dislike 0.5; predicted choice A\n" + GOOD)
+    episode = play(short(business, 1), make_persuader("openai:gpt-4o?belief=self"), RationalTarget())
+    belief = episode.turns[0].belief
+    assert belief["preferences"]["cost"] == {"like": 0.1, "neutral": 0.1, "dislike": 0.8}
+    assert belief["preferences"]["travel"] == {"like": 0.2, "neutral": 0.3, "dislike": 0.5}
+    assert belief["predicted_choice"] == "A"
+    assert "BELIEF" in api.bodies()[0]["messages"][0]["content"]
+    assert episode.persuader == "openai:gpt-4o?belief=self"
+
+
+def test_streaming_persuader_passes_text_as_it_comes(api, business):
+    persuader = make_persuader("anthropic:claude-sonnet-4-6")
+    pieces: list[str] = []
+    persuader.on_text = pieces.append
+    episode = play(short(business, 1), persuader, RationalTarget())
+    assert "".join(pieces) == GOOD and episode.turns[0].parse_ok
+    assert api.bodies()[0]["stream"] is True
+
+
+def test_bad_belief_option_and_readers():
+    with pytest.raises(LabError, match="belief mode"):
+        make_persuader("openai-compatible:http://127.0.0.1:9/v1:m?belief=psychic")
+    from engine.scenario import ScenarioLibrary
+
+    s = ScenarioLibrary().get("business_vacation")
+    assert read_belief("", s) is None and read_counterfactual("", s) is None
+    assert read_counterfactual("just a hunch", s) == {"move": "just a hunch"}
+
+
+def test_embedded_model_plays_a_turn_for_real(business):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared busy CPU: one thread is several times faster
+    try:
+        persuader = make_persuader("local:embedded?max_tokens=40&temperature=0")
+        episode = play(short(business, 1), persuader, RationalTarget())
+    finally:
+        torch.set_num_threads(threads)
+    assert episode.status == "finished" and episode.persuader == "local:embedded"
+    turn = episode.turns[0]
+    assert turn.message and turn.usage["output_tokens"] > 0 and turn.usage["cost_usd"] == 0.0
+    assert turn.parse_ok or (turn.parse_error and turn.usage["calls"] == 2)
