@@ -74,3 +74,10 @@ def test_validate_names_the_bad_line(tmp_path):
     bad.write_text(json.dumps(good) + "\n" + json.dumps(broken) + "\n")
     result = run("scenarios", "validate", str(bad))
     assert result.returncode == 2 and f"{bad}:2" in result.stderr and "goal 'Z'" in result.stderr
+
+
+def test_db_is_honoured_before_or_after_the_command(tmp_path):
+    before, after = tmp_path / "before.db", tmp_path / "after.db"
+    assert main(["--db", str(before), "play", "--persuader", "reveal-all", "--quiet"]) == 0
+    assert main(["play", "--persuader", "reveal-all", "--quiet", "--db", str(after)]) == 0
+    assert Store(before).count_sessions() == 1 and Store(after).count_sessions() == 1

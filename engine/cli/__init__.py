@@ -24,13 +24,15 @@ def command_modules() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    db_help = "the session store (default: $PTOM_DB or sessions.db)"
+    # `--db` is accepted before or after the command; SUPPRESS keeps a subcommand from resetting it to None.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", default=None, help="the session store (default: $PTOM_DB or sessions.db)")
+    common.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     parser = argparse.ArgumentParser(
         prog="ptom-lab",
         description="PToM Lab: planning theory-of-mind persuasion agents. With no command, opens the TUI.",
-        parents=[common],
     )
+    parser.add_argument("--db", default=None, help=db_help)
     parser.add_argument("--version", action="version", version=f"ptom-lab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in command_modules():

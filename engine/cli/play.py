@@ -41,7 +41,7 @@ class TranscriptPrinter:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("play", parents=[common], help="play one game headless and print the transcript")
     p.add_argument("--scenario", default="business_vacation", help="scenario id or file (FILE#ID for one of many)")
-    p.add_argument("--persuader", default="reveal-all", help="persuader spec (see `ptom-lab play --list`)")
+    p.add_argument("--persuader", default="planner", help="persuader spec (see `ptom-lab play --list`)")
     p.add_argument("--human-agent", "--target", dest="target", default="rational", help="simulated human spec")
     p.add_argument("--personality", default="cooperative", help="target personality, or 'mix'")
     p.add_argument("--condition", choices=CONDITIONS, default="hidden")
