@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from engine.errors import LabError
+from engine.jsonl import json_lines
 
 Fact = tuple[str, str]
 """A fact is a (proposal id, attribute id) pair; written `P.attr` in prose and files."""
@@ -260,9 +261,9 @@ def load_file(path: str | Path) -> list[Scenario]:
     path = Path(path)
     if not path.exists():
         raise ScenarioError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        return list(_from_jsonl(text, path))
+        return list(_from_jsonl(path))
+    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         try:
             data = json.loads(text)
@@ -281,14 +282,8 @@ def load_file(path: str | Path) -> list[Scenario]:
     return [Scenario.from_dict(data, str(path))]
 
 
-def _from_jsonl(text: str, path: Path) -> Iterator[Scenario]:
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ScenarioError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+def _from_jsonl(path: Path) -> Iterator[Scenario]:
+    for lineno, data in json_lines(path, ScenarioError):
         yield Scenario.from_dict(data, f"{path}:{lineno}")
 
 

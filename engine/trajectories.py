@@ -8,7 +8,6 @@ so consumers never resolve ids themselves.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 from engine.errors import LabError
 from engine.game import CONDITIONS
+from engine.jsonl import json_lines
 from engine.moves import parse_move
 from engine.scenario import Scenario, ScenarioLibrary
 
@@ -61,25 +61,21 @@ class TrajectoryReader:
         return next(self._it)
 
     def _read(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            raise TrajectoryError(f"{self.path}: no such file")
         if self.path.is_dir():
             raise TrajectoryError(f"{self.path}: is a directory, not a trajectory file")
         cache: dict[str, Scenario] = {}
-        with open(self.path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                where = f"{self.path}:{lineno}"
-                try:
-                    traj = validate_trajectory(_loads(line, where), where, self.library, cache)
-                except TrajectoryError as exc:
-                    if not self.skip_bad:
-                        raise
-                    self.report.bad.append((lineno, str(exc).removeprefix(f"{where}: ")))
-                    continue
-                self.report.good += 1
-                yield traj
+        on_bad = (lambda n, why: self.report.bad.append((n, why))) if self.skip_bad else None
+        for lineno, data in json_lines(self.path, TrajectoryError, on_bad):
+            where = f"{self.path}:{lineno}"
+            try:
+                traj = validate_trajectory(data, where, self.library, cache)
+            except TrajectoryError as exc:
+                if not self.skip_bad:
+                    raise
+                self.report.bad.append((lineno, str(exc).removeprefix(f"{where}: ")))
+                continue
+            self.report.good += 1
+            yield traj
 
 
 def read_trajectories(
@@ -91,13 +87,6 @@ def read_trajectories(
     recorded in the returned reader's `.report.bad` (also `.bad`) as `(line, reason)`.
     """
     return TrajectoryReader(path, skip_bad, library)
-
-
-def _loads(line: str, where: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
 
 
 def _fail(where: str, msg: str) -> TrajectoryError:

@@ -73,6 +73,13 @@ def test_skip_bad_counts(tmp_path, traj):
     assert "not valid JSON" in reader.bad[0][1]
 
 
+def test_malformed_json_stops_naming_the_line(tmp_path, traj):
+    path = tmp_path / "t.jsonl"
+    _write(path, [traj, "{not json"])
+    with pytest.raises(TrajectoryError, match=rf"{path}:2: not valid JSON"):
+        list(read_trajectories(path))
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(TrajectoryError, match="no such file"):
         list(read_trajectories(tmp_path / "none.jsonl"))
