@@ -35,6 +35,9 @@ def _lookup(spec: str, table: dict, what: str):
     prefix, sep, arg = spec.partition(":")
     if sep and prefix in table:
         return table[prefix][0](arg), prefix
+    name, sep, options = spec.partition("?")  # `local?temperature=0` reads as `local:?temperature=0`
+    if sep and ":" not in name and name in table:
+        return table[name][0]("?" + options), name
     known = ", ".join(f"{k} ({v[1]})" for k, v in table.items())
     raise LabError(f"unknown {what} '{spec}'. Known: {known}")
 

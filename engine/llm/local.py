@@ -130,13 +130,13 @@ class LocalBackend(Backend):
         max_batch: int = DEFAULT_MAX_BATCH,
         wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
+        self.model = "embedded" if path in EMBEDDED_ALIASES else path
+        if adapter:  # an adapter-only folder given as the path names itself; only an explicit +ADAPTER is added
+            self.model += f"+{adapter}"
         model_dir, adapter = _resolve(path, adapter)  # before the heavy imports: a bad path fails fast
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.model = "embedded" if path in EMBEDDED_ALIASES else path
-        if adapter:
-            self.model += f"+{adapter}"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         started = time.perf_counter()
         tokenizer_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").exists() else model_dir

@@ -1,0 +1,66 @@
+"""Evaluation speed: the planner over 100 held-out episodes, and a local model batched against one at a time.
+
+Aims (issue 7): 100 episodes planner vs rational in under 5 seconds, every episode logged to a fresh store;
+the local model's episodes per minute at --concurrency 8 at least 3x those at --concurrency 1 (the batcher in
+engine/llm/local.py answers the concurrent episodes' requests in one generate call).
+Run: .venv/bin/python bench/evaluate.py [--episodes 100] [--local-episodes 8] [--local-turns 2] [--skip-local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the `engine` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from engine.evaluation import EvalConfig, evaluate  # noqa: E402
+from engine.players import persuader_names  # noqa: E402
+from engine.store import Store  # noqa: E402
+
+HELDOUT = str(Path(__file__).resolve().parent.parent / "scenarios" / "heldout.jsonl")
+
+
+def timed(store: Store, config: EvalConfig, name: str, concurrency: int) -> tuple[float, dict]:
+    started = time.perf_counter()
+    res = evaluate(store, config, name=name, concurrency=concurrency)
+    return time.perf_counter() - started, res.results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--local-episodes", type=int, default=8, help="episodes per local measurement")
+    ap.add_argument("--local-turns", type=int, default=2, help="max turns of the local episodes")
+    ap.add_argument("--local-tokens", type=int, default=64, help="max new tokens per local reply")
+    ap.add_argument("--skip-local", action="store_true")
+    args = ap.parse_args()
+    agent = "planner" if "planner" in persuader_names() else "greedy"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "bench.db")
+        config = EvalConfig(model=agent, scenarios=HELDOUT, num_eval=args.episodes)
+        wall, results = timed(store, config, "bench-planner", 1)
+        s = results["success"]
+        print(f"{args.episodes} episodes {agent} vs rational (logged): {wall:.2f} s "
+              f"({args.episodes / wall:.0f} episodes/s), success {s['successes']}/{s['n']}  [aim: under 5 s]")
+        if args.skip_local or "local" not in persuader_names():
+            print("local model: skipped")
+            return
+        spec = f"local:?max_tokens={args.local_tokens}"
+        rates = {}
+        for concurrency in (1, 8):
+            n = args.local_episodes if concurrency > 1 else max(1, args.local_episodes // 4)
+            cfg = EvalConfig(model=spec, scenarios=HELDOUT, num_eval=n, max_turns=args.local_turns)
+            timed(store, EvalConfig(model=spec, scenarios=HELDOUT, num_eval=1, max_turns=1), f"warm-{concurrency}", 1)
+            wall, _ = timed(store, cfg, f"bench-local-{concurrency}", concurrency)
+            rates[concurrency] = n / wall * 60
+            print(f"local (embedded SmolLM2-135M, {args.local_turns} turns, {args.local_tokens} tokens/reply) "
+                  f"concurrency {concurrency}: {n} episodes in {wall:.1f} s = {rates[concurrency]:.1f} episodes/min")
+        print(f"batched speed-up: {rates[8] / rates[1]:.1f}x  [aim: at least 3x]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Leaderboards: agents side by side on the same episodes, as Markdown, JSON and a PNG chart.
+
+An entry is one agent under one condition (a run with `--condition both` gives two entries, so planner-hidden
+and planner-revealed sit in the same table). Metrics come from `engine.metrics`; pairwise rows are McNemar's
+exact test on the episodes both agents finished.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from engine.errors import LabError
+from engine.evaluation import find_run, run_trajectories
+from engine.metrics import paired, summarize
+from engine.store import Store
+
+
+@dataclass
+class Entry:
+    label: str
+    run: str
+    agent: str
+    condition: str
+    trajectories: list[dict[str, Any]] = field(repr=False)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.summary = self.summary or summarize(self.trajectories)
+
+
+def entries_for_runs(store: Store, names: list[str]) -> list[Entry]:
+    """One entry per (stored run, condition)."""
+    out: list[Entry] = []
+    rows = []
+    for name in names:
+        row = find_run(store, name)
+        if not row:
+            raise LabError(f"no evaluation run '{name}' in {store.path} (see `ptom-lab sessions` or run `evaluate`)")
+        rows.append(row)
+    agents = [r["persuader"] for r in rows]
+    for row in rows:
+        base = row["persuader"] if agents.count(row["persuader"]) == 1 else row["name"]  # short, yet unique
+        trajs = run_trajectories(store, row["id"])
+        conditions = sorted({t["condition"] for t in trajs}) or ["hidden"]
+        for cond in conditions:
+            label = f"{base}-{cond}"
+            out.append(Entry(label, row["name"], row["persuader"], cond, [t for t in trajs if t["condition"] == cond]))
+    return out
+
+
+def build(entries: list[Entry]) -> dict[str, Any]:
+    """The leaderboard as data: entries best first (by success rate, then lower bound), and every pair's test."""
+    ranked = sorted(entries, key=lambda e: (-(e.summary["success"]["rate"] or 0), -e.summary["success"]["ci95"][0]))
+    rows = [{"label": e.label, "run": e.run, "agent": e.agent, "condition": e.condition, **e.summary} for e in ranked]
+    pairs = []
+    for a, b in combinations(ranked, 2):
+        pairs.append({"a": a.label, "b": b.label, **paired(a.trajectories, b.trajectories)})
+    return {"entries": rows, "pairwise": pairs}
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x: float | None, fmt: str = ".2f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def table(board: dict[str, Any]):
+    """A compact rich table for the terminal (the Markdown file has every column)."""
+    from rich.table import Table
+
+    t = Table(title="Leaderboard", title_justify="left")
+    for col in ("#", "agent", "n", "success (95% CI)", "turns", "pref. align", "CF acc", "Brier", "moves", "lies",
+                "errored"):
+        t.add_column(col, justify="left" if col == "agent" else "right")
+    for i, r in enumerate(board["entries"], 1):
+        s, cf = r["success"], r["counterfactual"]
+        t.add_row(
+            str(i), r["label"], str(s["n"]), f"{_pct(s['rate'])} ({_pct(s['ci95'][0])}–{_pct(s['ci95'][1])})",
+            _num(r["turns_to_success"]["mean"], ".1f"), _pct(r["preference_alignment"]["final"]),
+            _pct(cf["choice_accuracy"]), _num(cf["brier"], ".3f"), _pct((r.get("moves") or {}).get("rate")),
+            str(r["violations"]), str(r["errored"]),
+        )
+    return t
+
+
+def markdown(board: dict[str, Any]) -> str:
+    """Every column, the preference alignment turn by turn, and every pair's McNemar test."""
+    lines = [
+        "| # | Agent | Condition | n | Success (95% CI) | Turns to success (mean / median) | Pref. alignment (final) "
+        "| CF choice acc. | CF Brier | Turns with moves | Lies | Unparseable | Errored | Tokens | Cost $ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(board["entries"], 1):
+        s, t, cf = r["success"], r["turns_to_success"], r["counterfactual"]
+        tokens = r["usage"]["input_tokens"] + r["usage"]["output_tokens"]
+        lines.append(
+            f"| {i} | {r['label']} | {r['condition']} | {s['n']} | {_pct(s['rate'])} "
+            f"({_pct(s['ci95'][0])}–{_pct(s['ci95'][1])}) | {_num(t['mean'], '.1f')} / {_num(t['median'], '.1f')} "
+            f"| {_pct(r['preference_alignment']['final'])} | {_pct(cf['choice_accuracy'])} | {_num(cf['brier'], '.3f')} "
+            f"| {_pct((r.get('moves') or {}).get('rate'))} | {r['violations']} | {r['unparseable']} | {r['errored']} "
+            f"| {tokens} | {r['usage']['cost_usd']:.4f} |"
+        )
+    turns = sorted({int(i) for r in board["entries"] for i in r["preference_alignment"]["by_turn"]})
+    if turns:  # JSON keys are strings once the board has been written and read back
+        lines += ["", "Preference alignment by turn (share of the target's preferences the persuader's belief had right)",
+                  "", "| Agent | " + " | ".join(f"turn {i}" for i in turns) + " |", "|---|" + "---|" * len(turns)]
+        for r in board["entries"]:
+            by_turn = {int(k): v for k, v in r["preference_alignment"]["by_turn"].items()}
+            lines.append(f"| {r['label']} | " + " | ".join(_pct(by_turn.get(i)) for i in turns) + " |")
+    if board["pairwise"]:
+        lines += ["", "Paired comparison (McNemar's exact test on the episodes both finished)", "",
+                  "| A | B | pairs | only A won | only B won | p-value |", "|---|---|---|---|---|---|"]
+        for p in board["pairwise"]:
+            lines.append(f"| {p['a']} | {p['b']} | {p['pairs']} | {p['only_a']} | {p['only_b']} | {p['p_value']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(board: dict[str, Any], path: str | Path) -> None:
+    """Success rate per entry with its 95% Wilson interval, as a horizontal bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(reversed(board["entries"]))
+    rates = [r["success"]["rate"] or 0.0 for r in rows]
+    scored = [r["success"]["rate"] is not None for r in rows]  # no scored episode: no bar and no interval
+    lo = [max(0.0, rate - r["success"]["ci95"][0]) if ok else 0.0 for rate, r, ok in zip(rates, rows, scored, strict=True)]
+    hi = [max(0.0, r["success"]["ci95"][1] - rate) if ok else 0.0 for rate, r, ok in zip(rates, rows, scored, strict=True)]
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.2))
+    ax.barh([r["label"] for r in rows], rates, xerr=[lo, hi], color="#4C72B0", capsize=3)
+    for y, (rate, r, ok) in enumerate(zip(rates, rows, scored, strict=True)):  # figure and n, readable alone
+        text = f"{100 * rate:.0f}% (n={r['success']['n']})" if ok else f"no scored episode ({r['errored']} errored)"
+        inside = rate >= 0.3  # a short bar: the text goes right of its interval instead
+        x = 0.01 if inside or not ok else r["success"]["ci95"][1] + 0.01
+        ax.text(x, y, text, va="center", ha="left", color="white" if inside else "black", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("success rate (95% Wilson interval)")
+    ax.set_title("PToM Lab leaderboard")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(board: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """leaderboard.md, leaderboard.json and leaderboard.png in `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out / "leaderboard.md", "json": out / "leaderboard.json", "png": out / "leaderboard.png"}
+    paths["markdown"].write_text(markdown(board), encoding="utf-8")
+    paths["json"].write_text(json.dumps(board, indent=2), encoding="utf-8")
+    chart(board, paths["png"])
+    return paths

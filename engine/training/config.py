@@ -1,0 +1,145 @@
+"""One training configuration, from command-line flags, a YAML file, or both (flags win over the file).
+
+The same dataclass is stored as the run's `config_json`, so `--resume` rebuilds exactly the run it continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import LabError
+
+BACKENDS = ("local", "openai")
+METHODS = ("sft", "kto", "dpo")
+REPORT_TO = ("none", "wandb", "tensorboard")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; defaults suit the embedded SmolLM2 on a CPU."""
+
+    model: str = "embedded"
+    data: str = ""
+    output: str = ""
+    backend: str = "local"
+    method: str = "sft"
+    name: str = ""
+    eval_data: str | None = None
+    epochs: float | None = None  # local: 1; openai: the API's "auto"
+    max_steps: int = -1
+    lr: float = 2e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    batch_size: int = 2  # x grad_accum 2: 4 examples a step; trl keeps float32 logits over the whole vocabulary
+    grad_accum: int = 2
+    max_seq_len: int = 1024
+    packing: bool = False
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 1
+    seed: int = 42
+    cpu_threads: int | None = None  # torch threads on the CPU; 1 is far faster when other jobs share the cores
+    qlora: bool = False
+    beta: float = 0.1  # KTO / DPO: strength of the pull towards the reference model
+    # KTO: weights of the desirable / undesirable losses; trl asks for them when the labels are unbalanced
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
+    report_to: str = "none"
+    # OpenAI backend
+    suffix: str | None = None
+    validation_data: str | None = None
+    poll_s: float = 10.0
+
+    def validate(self) -> TrainConfig:
+        if self.backend not in BACKENDS:
+            raise LabError(f"backend must be one of {', '.join(BACKENDS)}, not '{self.backend}'")
+        if self.method not in METHODS:
+            raise LabError(f"method must be one of {', '.join(METHODS)}, not '{self.method}'")
+        if self.report_to not in REPORT_TO:
+            raise LabError(f"report_to must be one of {', '.join(REPORT_TO)}, not '{self.report_to}'")
+        if not self.data:
+            raise LabError("no training data: give --data FILE.jsonl (or `data:` in the config file)")
+        if self.backend == "local" and not self.output:
+            raise LabError("no output folder: give --output models/NAME (or `output:` in the config file)")
+        for name in ("batch_size", "grad_accum", "max_seq_len", "lora_r", "lora_alpha", "save_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise LabError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if (self.epochs or 1.0) <= 0 and self.max_steps <= 0:
+            raise LabError("nothing to train: set epochs > 0 or max_steps > 0")
+        if self.desirable_weight <= 0 or self.undesirable_weight <= 0:
+            raise LabError("desirable_weight and undesirable_weight must be positive")
+        if self.lr <= 0:
+            raise LabError(f"lr must be positive, got {self.lr}")
+        if not self.name:
+            self.name = Path(self.output).name if self.output else Path(self.data).stem
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """YAML values to the field's declared type, with an error naming the key and where it came from."""
+    kind = str(FIELDS[name].type)
+    if value is None:
+        return None
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+    except (TypeError, ValueError):
+        raise LabError(f"{source}: '{name}' should be a {kind.split(' ')[0]}, got {value!r}") from None
+    return value
+
+
+def from_dict(values: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Checked overrides: unknown keys are an error (a typo should not silently train with a default)."""
+    out = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise LabError(f"{source}: unknown setting '{key}' (known: {', '.join(sorted(FIELDS))})")
+        out[name] = _coerce(name, value, source)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise LabError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise LabError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise LabError(f"{p}: the config must be a mapping of settings, e.g. `epochs: 2`")
+    return from_dict(data, str(p))
+
+
+def load_config(config_file: str | None = None, overrides: dict[str, Any] | None = None,
+                base: dict[str, Any] | None = None) -> TrainConfig:
+    """base (e.g. a resumed run's stored config) < YAML file < explicit overrides (flags given on the CLI)."""
+    values: dict[str, Any] = {}
+    if base:
+        values.update(from_dict({k: v for k, v in base.items() if k in FIELDS}, "stored config"))
+    if config_file:
+        values.update(read_yaml(config_file))
+    values.update(from_dict({k: v for k, v in (overrides or {}).items() if v is not None}, "command line"))
+    return TrainConfig(**values).validate()

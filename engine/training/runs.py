@@ -1,0 +1,182 @@
+"""Training-run records in the store: start, progress, finished / failed / interrupted, resume, and the model registry.
+
+A run row carries the pid of the process training it. A process killed outright cannot mark its own run, so a
+row still `running` whose pid is gone (on this machine) is *shown* as interrupted; `--resume` then continues
+from the newest checkpoint in the run's output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from engine.errors import LabError
+from engine.store import Store, dumps, now
+
+ENDED = ("finished", "failed", "interrupted")
+
+
+def new_run_id(name: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
+    return f"{stem}-{uuid.uuid4().hex[:6]}"
+
+
+def start_run(store: Store, config: dict[str, Any], *, backend: str, method: str, base_model: str,
+              data_path: str, output_dir: str, name: str, run_id: str | None = None) -> str:
+    run_id = run_id or new_run_id(name)
+    with store.transaction():
+        store.db["training_runs"].insert(
+            {
+                "id": run_id, "name": name, "backend": backend, "method": method, "base_model": base_model,
+                "data_path": data_path, "output_dir": output_dir, "status": "running",
+                "config_json": dumps(config), "pid": os.getpid(), "created_at": now(), "updated_at": now(),
+            }
+        )
+    return run_id
+
+
+def update_run(store: Store, run_id: str, **fields: Any) -> None:
+    for key in ("config", "metrics"):
+        if key in fields:
+            fields[f"{key}_json"] = dumps(fields.pop(key))
+    fields["updated_at"] = now()
+    with store.transaction():
+        store.db["training_runs"].update(run_id, fields)
+
+
+def resume_run(store: Store, run_id: str) -> None:
+    """The run is being trained again, by this process."""
+    update_run(store, run_id, status="running", pid=os.getpid(), error=None)
+
+
+def finish_run(store: Store, run_id: str, metrics: dict[str, Any]) -> None:
+    update_run(store, run_id, status="finished", metrics=metrics, error=None)
+
+
+def fail_run(store: Store, run_id: str, error: str) -> None:
+    update_run(store, run_id, status="failed", error=error[:2000])
+
+
+def interrupt_run(store: Store, run_id: str, checkpoint: str | None) -> None:
+    fields: dict[str, Any] = {"status": "interrupted"}
+    if checkpoint:
+        fields["checkpoint"] = checkpoint
+    update_run(store, run_id, **fields)
+
+
+def add_step(store: Store, run_id: str, step: dict[str, Any]) -> None:
+    """One logged step; `step` has the training_steps columns, anything else goes to logs_json."""
+    columns = ("step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s")
+    row = {k: step.get(k) for k in columns}
+    row.update(run_id=run_id, logs_json=dumps(step.get("logs", {})), created_at=now())
+    with store.transaction():
+        store.db["training_steps"].insert(row)
+        store.db.execute("UPDATE training_runs SET updated_at = ? WHERE id = ?", [now(), run_id])
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(row: dict[str, Any]) -> str:
+    """`running` only while the recorded process lives; a killed trainer's run reads as interrupted."""
+    if row["status"] == "running" and row.get("backend") != "openai" and not pid_alive(row.get("pid")):
+        return "interrupted"
+    return row["status"]
+
+
+def _with_status(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    row["status"] = effective_status(row)
+    return row
+
+
+def list_runs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    rows = store.db.query("SELECT * FROM training_runs ORDER BY created_at DESC LIMIT ?", [limit])
+    return [_with_status(r) for r in rows]
+
+
+def get_run(store: Store, run_id: str) -> dict[str, Any]:
+    """By id, unique id prefix, or output folder (so `--resume models/NAME` works)."""
+    rows = list(store.db.query("SELECT * FROM training_runs WHERE id = ?", [run_id]))
+    if not rows:  # an output folder: its newest run
+        rows = list(store.db.query(
+            "SELECT * FROM training_runs WHERE output_dir IN (?, ?) ORDER BY created_at DESC LIMIT 1",
+            [str(Path(run_id)), str(Path(run_id).resolve())],
+        ))
+    if not rows:
+        rows = list(store.db.query("SELECT * FROM training_runs WHERE id LIKE ? LIMIT 2", [run_id + "%"]))
+    if len(rows) != 1:
+        raise LabError(f"no training run '{run_id}' in {store.path}" if not rows else f"'{run_id}' is ambiguous")
+    return _with_status(rows[0])
+
+
+def steps(store: Store, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
+    return list(store.db.query(
+        "SELECT * FROM training_steps WHERE run_id = ? AND id > ? ORDER BY id", [run_id, after_id]
+    ))
+
+
+def run_config(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(row["config_json"] or "{}")
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` folder the Trainer saved, or None."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder))
+
+
+def register_model(store: Store, *, name: str, kind: str, base_model: str, path: str, run_id: str | None,
+                   data_path: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """A finished model in `models`: a LoRA folder (`local:models/NAME`) or an `ft:` OpenAI model."""
+    model_id = f"{name}-{uuid.uuid4().hex[:6]}"
+    with store.transaction():
+        store.db["models"].insert(
+            {
+                "id": model_id, "name": name, "kind": kind, "base_model": base_model, "path": path,
+                "run_id": run_id, "data_path": data_path, "config_json": dumps(config),
+                "metrics_json": dumps(metrics), "created_at": now(),
+            }
+        )
+    return model_id
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def format_step(row: dict[str, Any], total_steps: int | None = None) -> str:
+    """One logged step as the line `finetune` prints while training and `runs follow` prints after."""
+
+    def num(key: str, fmt: str) -> str:
+        value = row.get(key)
+        return "-" if value is None else format(value, fmt)
+
+    of = f"/{total_steps}" if total_steps and total_steps > 0 else ""
+    logs = row.get("logs")
+    if logs is None and row.get("logs_json"):
+        logs = json.loads(row["logs_json"])
+    if isinstance((logs or {}).get("eval_loss"), (int, float)):  # an evaluation on --eval-data
+        return f"step {row.get('step')}{of}  eval loss {logs['eval_loss']:.4f}"
+    return (f"step {row.get('step')}{of}  loss {num('loss', '.4f')}  lr {num('learning_rate', '.2e')}  "
+            f"grad {num('grad_norm', '.3f')}  {num('tokens_per_s', '.0f')} tok/s  epoch {num('epoch', '.2f')}  "
+            f"eta {_duration(row.get('eta_s'))}")

@@ -1,0 +1,139 @@
+"""Evaluation runs with rule-based players: deterministic episodes, the run row, resume, errors, threads."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from engine.errors import LabError
+from engine.evaluation import EvalConfig, evaluate, find_run, plan_episodes, run_trajectories
+from engine.game import PersuaderTurn
+from engine.persuaders.baselines import RevealAll
+from engine.players import register_persuader
+
+HELDOUT = "scenarios/heldout.jsonl"
+
+
+class FlakyPersuader(RevealAll):
+    """Fails (like an API error) or is interrupted on chosen scenarios, to exercise the run's error paths."""
+
+    name = "flaky"
+    fail: set[str] = set()
+    interrupt: set[str] = set()
+
+    def start(self, view, seed):
+        super().start(view, seed)
+        self.sid = view.scenario.id
+
+    def act(self, view):
+        if self.sid in self.interrupt:
+            raise KeyboardInterrupt
+        if self.sid in self.fail:
+            raise RuntimeError("HTTP 529 overloaded")
+        return super().act(view)
+
+
+class SlowPersuader(FlakyPersuader):
+    """Talks without concluding, a tenth of a second a turn: an episode that is still in flight at Ctrl-C."""
+
+    def act(self, view):
+        if self.sid in self.interrupt and view.turn == 3:  # Ctrl-C once the other episode is surely under way
+            raise KeyboardInterrupt
+        time.sleep(0.1)
+        return PersuaderTurn(message="Let me think about it.")
+
+
+register_persuader("test-flaky", lambda _: FlakyPersuader(), "test only")
+register_persuader("test-slow", lambda _: SlowPersuader(), "test only")
+
+
+@pytest.fixture(autouse=True)
+def _reset_flaky():
+    FlakyPersuader.fail, FlakyPersuader.interrupt = set(), set()
+
+
+def test_plan_is_deterministic_and_mix_is_shared_across_conditions():
+    config = EvalConfig(model="random", num_eval=6, condition="both", seeds=2, personality="mix", max_turns=3)
+    specs = plan_episodes(config)
+    assert len(specs) == 6 * 2 * 2
+    assert [s.key for s in specs] == [s.key for s in plan_episodes(config)]
+    assert all(s.scenario.max_turns == 3 for s in specs)
+    by_case: dict[tuple, set[str]] = {}
+    for s in specs:
+        by_case.setdefault((s.scenario.id, s.seed), set()).add(s.personality)
+    assert all(len(p) == 1 for p in by_case.values())
+    assert len({next(iter(p)) for p in by_case.values()}) > 1  # 'mix' really mixes
+    with pytest.raises(LabError, match="condition"):
+        plan_episodes(EvalConfig(model="random", condition="sideways"))
+
+
+def test_evaluate_logs_sessions_tied_to_the_run(store):
+    res = evaluate(store, EvalConfig(model="reveal-all", scenarios=HELDOUT, num_eval=5), name="ra")
+    assert (res.played, res.skipped) == (5, 0)
+    row = find_run(store, "ra")
+    assert row["status"] == "finished" and row["n_planned"] == 5
+    assert json.loads(row["config_json"])["model"] == "reveal-all"
+    assert json.loads(row["results_json"])["success"]["n"] == 5
+    sessions = list(store.iter_sessions("WHERE run_id = ?", [row["id"]]))
+    assert len(sessions) == 5 and {s["kind"] for s in sessions} == {"evaluate"}
+    assert res.results["success"] == json.loads(row["results_json"])["success"]
+
+
+def test_errored_episode_is_counted_and_resume_replays_only_it(store):
+    FlakyPersuader.fail = {"heldout-20261124-00001"}
+    config = EvalConfig(model="test-flaky", scenarios=HELDOUT, num_eval=4)
+    first = evaluate(store, config, name="flaky")
+    assert first.results["errored"] == 1 and first.results["success"]["n"] == 3
+    errs = [t["error"] for t in run_trajectories(store, first.run["id"]) if t["status"] == "errored"]
+    assert errs and "529" in errs[0]
+    FlakyPersuader.fail = set()
+    again = evaluate(store, config, name="flaky")
+    assert (again.played, again.skipped) == (1, 3)
+    assert again.results["errored"] == 0 and again.results["success"]["n"] == 4
+    assert store.count_sessions(kind="evaluate") == 4  # replayed under the same id, not duplicated
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(store):
+    FlakyPersuader.interrupt = {"heldout-20261124-00002"}
+    config = EvalConfig(model="test-flaky", scenarios=HELDOUT, num_eval=5)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(store, config, name="ctrl-c")
+    assert find_run(store, "ctrl-c")["status"] == "interrupted"
+    FlakyPersuader.interrupt = set()
+    res = evaluate(store, config, name="ctrl-c")
+    assert res.skipped == 2 and res.played == 3 and res.results["success"]["n"] == 5
+
+
+def test_ctrl_c_stops_episodes_in_flight_after_their_turn(store):
+    FlakyPersuader.interrupt = {"heldout-20261124-00000"}
+    config = EvalConfig(model="test-slow", scenarios=HELDOUT, num_eval=2, max_turns=20)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(store, config, name="stop", concurrency=2)
+    run_id = find_run(store, "stop")["id"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the other episode's thread ends on its own, after evaluate has returned
+        (other,) = [t for t in run_trajectories(store, run_id) if t["scenario"]["id"].endswith("00001")]
+        if other["status"] != "running":
+            break
+        time.sleep(0.05)
+    assert other["status"] == "interrupted" and 1 <= len(other["turns"]) < 10  # not played to its 20th turn
+
+
+def test_same_name_with_other_settings_is_refused(store):
+    evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=2), name="r")
+    with pytest.raises(LabError, match="num_eval"):
+        evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=3), name="r")
+
+
+def test_threads_give_the_same_episodes_as_one_at_a_time(store):
+    config = EvalConfig(model="greedy", scenarios=HELDOUT, num_eval=12, personality="mix")
+    one = evaluate(store, config, name="seq", concurrency=1)
+    many = evaluate(store, config, name="par", concurrency=4)
+
+    def outcomes(run):
+        return {(t["scenario"]["id"], t["target"]["personality"]): t["outcome"] for t in run_trajectories(store, run)}
+
+    assert outcomes(one.run["id"]) == outcomes(many.run["id"])
+    assert one.results["success"] == many.results["success"]

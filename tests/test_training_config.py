@@ -1,0 +1,57 @@
+"""TrainConfig: flags over YAML over a stored config, and errors that name the setting and the file."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import LabError
+from engine.training.config import load_config
+
+
+def test_cli_overrides_yaml(tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("data: a.jsonl\noutput: models/demo\nlora-r: 8\nepochs: 3\npacking: true\n")
+    cfg = load_config(str(cfg_file), {"lora_r": 4, "epochs": None, "lr": 1e-4})
+    assert (cfg.lora_r, cfg.epochs, cfg.packing, cfg.lr) == (4, 3.0, True, 1e-4)
+    assert cfg.name == "demo"  # from the output folder
+
+
+def test_stored_config_is_the_base_for_resume(tmp_path):
+    base = {"data": "a.jsonl", "output": "models/x", "max_steps": 10, "seed": 7}
+    cfg = load_config(None, {"max_steps": 20}, base)
+    assert (cfg.max_steps, cfg.seed, cfg.output) == (20, 7, "models/x")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("data: a.jsonl\noutput: m\nlora_rank: 8\n", "unknown setting 'lora_rank'"),
+        ("data: a.jsonl\noutput: m\nepochs: many\n", "'epochs' should be a float"),
+        ("data: [a\n", "not valid YAML"),
+        ("- 1\n", "must be a mapping"),
+    ],
+)
+def test_bad_yaml_names_the_problem(tmp_path, text, message):
+    cfg_file = tmp_path / "bad.yaml"
+    cfg_file.write_text(text)
+    with pytest.raises(LabError, match=message) as err:
+        load_config(str(cfg_file))
+    assert str(cfg_file) in str(err.value)
+
+
+def test_missing_and_invalid_values():
+    with pytest.raises(LabError, match="no training data"):
+        load_config(None, {"output": "m"})
+    with pytest.raises(LabError, match="no output folder"):
+        load_config(None, {"data": "a.jsonl"})
+    with pytest.raises(LabError, match="method must be one of"):
+        load_config(None, {"data": "a.jsonl", "output": "m", "method": "ppo"})
+    with pytest.raises(LabError, match="batch_size must be at least 1"):
+        load_config(None, {"data": "a.jsonl", "output": "m", "batch_size": 0})
+    # the OpenAI backend needs no output folder
+    assert load_config(None, {"data": "a.jsonl", "backend": "openai"}).name == "a"
+
+
+def test_example_config_in_configs_loads():
+    cfg = load_config("configs/finetune-smollm2.yaml")
+    assert cfg.method == "sft" and cfg.output
