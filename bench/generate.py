@@ -72,7 +72,8 @@ def main() -> None:
     backend.net.generation_config.eos_token_id = None
     options = GenerationOptions(max_tokens=args.tokens, temperature=0.0)
     convs = prompts(8)
-    backend.chat_batch(convs[:1], GenerationOptions(max_tokens=4, temperature=0.0))  # warm-up
+    for size in (1, len(convs)):  # warm-up at both measured batch sizes (on CUDA the first batch-8 call pays set-up)
+        backend.chat_batch(convs[:size], GenerationOptions(max_tokens=4, temperature=0.0))
 
     def rate(run) -> float:
         started = time.perf_counter()

@@ -16,10 +16,36 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 
-from engine.errors import LabError
-from engine.game import Episode, Turn
+def _import_sqlite_utils():  # noqa: ANN202 - returns the module
+    """sqlite-utils, imported as if pandas and numpy were absent.
+
+    When they are installed (trl and datasets bring them) sqlite-utils imports them only to map `pd.Timestamp`
+    and numpy scalar types to column types when it creates columns from data; this store creates every column
+    in its migrations and writes plain Python values. Those two imports cost about 0.8 s of every `ptom-lab`
+    start and of the TUI's first paint. A library already imported is left alone, and both stay importable:
+    they are hidden only while sqlite-utils loads."""
+    import sys
+
+    hidden = [m for m in ("pandas", "numpy") if m not in sys.modules]
+    if "sqlite_utils" in sys.modules or not hidden:
+        import sqlite_utils
+
+        return sqlite_utils
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` now raises ImportError
+    try:
+        import sqlite_utils
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
+
+from engine.errors import LabError  # noqa: E402
+from engine.game import Episode, Turn  # noqa: E402
 
 DEFAULT_DB = "sessions.db"
 

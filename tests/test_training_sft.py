@@ -103,17 +103,6 @@ def test_report_to_missing_package_is_a_clear_error(tmp_path, store, monkeypatch
         sft.train(load_config(None, tiny(tmp_path, report_to="wandb")), store)
 
 
-@pytest.mark.gpu
-def test_qlora_on_cuda(tmp_path, store):
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    pytest.importorskip("bitsandbytes")
-    result = sft.train(load_config(None, tiny(tmp_path, qlora=True)), store)
-    assert runs.get_run(store, result["run_id"])["status"] == "finished"
-
-
 class FirstBatch(TrainerCallback):
     """The first training batch, as the collator hands it to the model."""
 

@@ -135,8 +135,10 @@ class LocalBackend(Backend):
             self.model += f"+{adapter}"
         model_dir, adapter = _resolve(path, adapter)  # before the heavy imports: a bad path fails fast
         import torch
+        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        transformers.utils.logging.disable_progress_bar()  # a tqdm bar per load would cut through the CLI's and TUI's own
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         started = time.perf_counter()
         tokenizer_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").exists() else model_dir
@@ -155,7 +157,9 @@ class LocalBackend(Backend):
         if adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter)
+            with warnings.catch_warnings():  # peft calls a renamed transformers helper: nothing the user can act on
+                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+                model = PeftModel.from_pretrained(model, adapter)
         self.net = model.eval()
         self.load_s = time.perf_counter() - started
         self._lock = threading.Lock()  # one generate at a time on this model

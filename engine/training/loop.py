@@ -189,6 +189,12 @@ def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None
         checkpoint = runs.last_checkpoint(row["output_dir"])
         if checkpoint is None:
             raise LabError(f"run {run_id} saved no checkpoint in {row['output_dir']} yet: start it again")
+    if echo:  # the step lines are the progress: no tqdm bars for loading weights and tokenizing the data
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
     model, tokenizer, base_path = load_base(cfg)
     if main:
         if run_id:

@@ -1,0 +1,353 @@
+"""Arena: one game between a chosen persuader and human, played live in a thread worker.
+
+The game is `engine.episode.play`; this pane only picks the players, listens to the loop (each turn is posted
+to the UI with `call_from_thread` and committed by `StoreListener` as it ends) and, when the researcher plays
+a side (`me`), hands the player an `ask` that blocks the worker until the Input is submitted.
+Escape cancels: the next check (a streamed token, the human's wait, the end of a turn) raises KeyboardInterrupt
+inside the loop, which ends the game `interrupted` with its finished turns kept.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
+from textual.worker import Worker, get_current_worker
+
+from ptom_tui.widgets.belief import BeliefPanel
+from ptom_tui.widgets.transcript import Transcript
+
+CONDITIONS = ("hidden", "revealed")
+BRIEF_MARK = "== Your brief =="  # how engine's human players start their first prompt
+
+
+def reply_hint(prompt_lines: list[str], persuader: bool) -> str:
+    """The reply box's placeholder: how to say it so the engine reads it (free text alone is an appeal or a
+    plain answer). Taken from the moves the prompt lists, e.g. `ask_preference cost` -> `PREFERS: cost -1`."""
+    if persuader:
+        return "[disclose B.cost; ask_preference comfort] then your message; Enter sends"
+    if any("final choice" in x for x in prompt_lines):
+        return "one of the options' letters, e.g. A; Enter sends"
+    moves = " ".join(x for x in prompt_lines if "(moves:" in x)
+    asked = [w.strip(";) ") for w in moves.split("ask_preference ")[1:]]
+    hints = []
+    if asked:
+        hints.append("PREFERS: " + "; ".join(f"{a.split()[0]} +1" for a in asked if a))
+    if "ask_choice" in moves:
+        hints.append("CHOICE: B")
+    extra = f", e.g. {' '.join(hints)}" if hints else " (optional PREFERS: cost -1 / CHOICE: B lines)"
+    return f"your reply{extra}; Enter sends"
+
+
+def _options(names: list[str]) -> list[tuple[str, str]]:
+    return [(n, n) for n in names]
+
+
+class _UIListener:
+    """Episode listener that forwards each event to the pane on the UI thread, and notices a cancel."""
+
+    def __init__(self, pane: ArenaPane) -> None:
+        self.pane = pane
+
+    def _check(self) -> None:
+        if get_current_worker().is_cancelled:
+            raise KeyboardInterrupt
+
+    def on_start(self, episode: Any) -> None:
+        self.pane.app.call_from_thread(self.pane.game_started, episode.to_trajectory())
+
+    def on_turn(self, episode: Any, turn: Any) -> None:
+        self.pane.app.call_from_thread(self.pane.turn_ended, turn.to_dict())
+        self._check()
+
+    def on_end(self, episode: Any) -> None:
+        self.pane.app.call_from_thread(self.pane.game_ended, episode.to_trajectory(), episode.status, episode.error)
+
+
+class ArenaPane(Vertical):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.answers: queue.Queue[str] = queue.Queue()
+        self.game: Worker | None = None
+        self.streamed = ""
+        self.player_help: dict[str, dict[str, str]] = {}
+        self.brief = ""  # a human persuader's brief, from its first prompt
+        self.brief_help = ""  # how to answer, from a human target's first prompt
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            # compact widgets, one row each: the whole setup fits an 80x24 terminal without scrolling
+            with VerticalScroll(id="arena-setup", classes="sidebar"):
+                yield Label("Scenario", classes="field")
+                yield Select([], id="arena-scenario", allow_blank=True, prompt="loading", compact=True)
+                yield Label("Condition", classes="field")
+                yield Select(_options(list(CONDITIONS)), id="arena-condition", value="hidden", allow_blank=False,
+                             compact=True)
+                yield Label("Persuader", classes="field")
+                yield Select([], id="arena-persuader", allow_blank=True, prompt="loading", compact=True)
+                yield Input(placeholder="argument (see below)", id="arena-persuader-arg", compact=True)
+                yield Label("Human", classes="field")
+                yield Select([], id="arena-target", allow_blank=True, prompt="loading", compact=True)
+                yield Input(placeholder="argument (see below)", id="arena-target-arg", compact=True)
+                yield Label("Personality", classes="field")
+                yield Select([], id="arena-personality", allow_blank=True, prompt="loading", compact=True)
+                yield Label("Seed", classes="field")
+                yield Input("0", id="arena-seed", type="integer", compact=True)
+                yield Button("Play", id="arena-play", variant="primary", compact=True)
+                yield Static("", id="arena-hint")
+            with Vertical(id="arena-main"):
+                yield Transcript(id="arena-transcript")
+                yield Static("", id="arena-stream")
+                yield Static("", id="arena-prompt")
+                yield Input(placeholder="your reply (Enter sends)", id="arena-reply", disabled=True)
+            # the brief and the belief each scroll on their own, so both stay in sight on a small terminal
+            with Vertical(id="arena-side"):
+                with VerticalScroll(id="arena-brief-box", classes="sidebar"):
+                    yield Static("", id="arena-brief")
+                with VerticalScroll(id="arena-belief-box", classes="sidebar"):
+                    yield BeliefPanel(id="arena-belief")
+
+    def on_mount(self) -> None:
+        self.query_one("#arena-stream").display = False
+        self.query_one("#arena-prompt").display = False
+        self.query_one("#arena-brief-box").display = False
+        self.query_one("#arena-side").display = False  # shown with the game: the setup needs the width first
+        self.call_after_refresh(  # after layout, so the text wraps to the real width
+            self.query_one(Transcript).note,
+            "Pick the players on the left and press Play. Ctrl+N shows the setup again after a game.",
+        )
+        self.load_choices()
+
+    @work(thread=True, group="arena-choices", exit_on_error=False)
+    def load_choices(self) -> None:
+        """Player names import every player module once: off the UI thread, so the first paint is not held."""
+        from engine.players import persuader_names, target_names
+        from engine.scenario import ScenarioLibrary
+        from engine.targets.rational import PERSONALITIES
+
+        scenarios = sorted(ScenarioLibrary().all())
+        helps = {"persuader": persuader_names(), "target": target_names()}
+        self.app.call_from_thread(self._fill, scenarios, helps, list(PERSONALITIES))
+
+    def _fill(self, scenarios: list[str], helps: dict[str, dict[str, str]], personalities: list[str]) -> None:
+        def fill(selector: str, names: list[str], preferred: str) -> None:
+            select = self.query_one(selector, Select)
+            select.set_options(_options(names))
+            if names:
+                select.value = preferred if preferred in names else names[0]
+
+        self.player_help = helps
+        fill("#arena-scenario", scenarios, "business_vacation")
+        fill("#arena-persuader", list(helps["persuader"]), "planner")
+        fill("#arena-target", list(helps["target"]), "me")
+        fill("#arena-personality", personalities, "cooperative")
+        self.show_hint()
+        tabs = self.app.query_one(TabbedContent)
+        if tabs.active == "arena" and (self.app.focused is None or self.app.focused.id is None):
+            # a new user: Enter plays a game
+            self.query_one("#arena-play").focus()
+
+    @on(Select.Changed, "#arena-persuader")
+    @on(Select.Changed, "#arena-target")
+    def show_hint(self) -> None:
+        """What each chosen player is and what its argument means (e.g. `local:PATH+ADAPTER`), from the registry."""
+        lines = []
+        for role, selector, title in (("persuader", "#arena-persuader", "Persuader"), ("target", "#arena-target", "Human")):
+            name = self.query_one(selector, Select).value
+            text = self.player_help.get(role, {}).get(str(name)) if name is not Select.NULL else None
+            if text:
+                lines.append(f"{title} {name}: {text}")
+        self.query_one("#arena-hint", Static).update(Text("\n".join(lines), style="dim"))
+
+    # ----- settings ------------------------------------------------------------------------------------
+    def _spec(self, select: str, arg: str) -> str:
+        name = self.query_one(select, Select).value
+        if name is Select.NULL:
+            return ""
+        extra = self.query_one(arg, Input).value.strip()
+        return f"{name}:{extra}" if extra else str(name)
+
+    def settings(self) -> dict[str, Any]:
+        seed_text = self.query_one("#arena-seed", Input).value.strip()
+        return {
+            "scenario": self.query_one("#arena-scenario", Select).value,
+            "condition": self.query_one("#arena-condition", Select).value,
+            "persuader": self._spec("#arena-persuader", "#arena-persuader-arg"),
+            "target": self._spec("#arena-target", "#arena-target-arg"),
+            "personality": self.query_one("#arena-personality", Select).value,
+            "seed": int(seed_text) if seed_text.lstrip("-").isdigit() else 0,
+        }
+
+    # ----- actions -------------------------------------------------------------------------------------
+    @on(Button.Pressed, "#arena-play")
+    def action_play(self) -> None:
+        s = self.settings()
+        if Select.NULL in (s["scenario"], s["personality"]) or not s["persuader"] or not s["target"]:
+            self.app.notify("Pick a scenario, a persuader, a human and a personality first.", severity="warning")
+            return
+        if self.game is not None and self.game.is_running:
+            self.app.notify("A game is running: Escape cancels it.", severity="warning")
+            return
+        self.query_one("#arena-setup").display = False
+        self.query_one("#arena-side").display = True
+        self.query_one("#arena-brief-box").display = False
+        self.brief = self.brief_help = ""
+        self.query_one(BeliefPanel).clear()
+        self.answers = queue.Queue()
+        self.game = self.run_game(s)
+
+    def action_new_game(self) -> None:
+        if self.game is not None and self.game.is_running:
+            self.app.notify("A game is running: Escape cancels it, then Ctrl+N sets up the next.", severity="warning")
+            return
+        self.query_one("#arena-setup").display = True
+        self.query_one("#arena-side").display = False
+        self.query_one("#arena-play").focus()
+
+    def action_cancel(self) -> None:
+        if self.game is not None and self.game.is_running:
+            self.game.cancel()
+            self.app.notify("Cancelling: the game ends as interrupted, finished turns are kept.")
+
+    @on(Input.Submitted, "#arena-reply")
+    def reply_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        event.input.value = ""
+        event.input.disabled = True
+        self.query_one("#arena-prompt").display = False
+        self.answers.put(text)
+
+    # ----- the game (worker thread) --------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="arena-game", exit_on_error=False)
+    def run_game(self, s: dict[str, Any]) -> str:
+        from engine.episode import play
+        from engine.errors import LabError
+        from engine.players import make_persuader, make_target
+        from engine.scenario import ScenarioLibrary
+        from engine.store import Store, StoreListener
+
+        worker = get_current_worker()
+        store = Store(self.app.db_path)
+        try:
+            scenario = ScenarioLibrary().get(s["scenario"])
+            persuader = make_persuader(s["persuader"])
+            target = make_target(s["target"])
+        except LabError as exc:
+            store.close()
+            self.app.call_from_thread(self._failed, str(exc))
+            return "error"
+        if hasattr(target, "ask"):  # a human at the keyboard: the worker waits for the Input
+            target.ask = self._asker(worker, target)
+        if hasattr(persuader, "ask"):  # the researcher plays the persuader
+            persuader.ask = self._asker(worker, persuader)
+        if hasattr(persuader, "on_text"):
+            persuader.on_text = self._streamer(worker)
+        try:
+            episode = play(
+                scenario, persuader, target, personality=s["personality"], condition=s["condition"],
+                seed=s["seed"], kind="arena", listeners=[StoreListener(store), _UIListener(self)],
+            )
+        except KeyboardInterrupt:
+            return "interrupted"
+        finally:
+            store.close()
+        return episode.status
+
+    def _asker(self, worker: Worker, player: Any) -> Callable[[str], str]:
+        def ask(prompt: str) -> str:
+            brief = player.brief() if hasattr(player, "brief") else ""
+            self.app.call_from_thread(self._await_reply, prompt, brief)
+            while True:
+                if worker.is_cancelled:
+                    raise KeyboardInterrupt
+                try:
+                    return self.answers.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+
+        return ask
+
+    def _streamer(self, worker: Worker) -> Callable[[str], None]:
+        def on_text(piece: str) -> None:
+            if worker.is_cancelled:
+                raise KeyboardInterrupt
+            self.app.call_from_thread(self._stream, piece)
+
+        return on_text
+
+    # ----- UI updates (called on the UI thread) ---------------------------------------------------------
+    def game_started(self, traj: dict[str, Any]) -> None:
+        self.query_one(Transcript).start(traj)
+
+    def turn_ended(self, turn: dict[str, Any]) -> None:
+        self.streamed = ""
+        self.query_one("#arena-stream").display = False
+        self.query_one(Transcript).add_turn(turn)
+        self.query_one(BeliefPanel).show(turn)
+
+    def game_ended(self, traj: dict[str, Any], status: str, error: str) -> None:
+        self.query_one(Transcript).end(traj, status, error)
+        reply = self.query_one("#arena-reply", Input)
+        reply.disabled, reply.placeholder = True, "game over: Ctrl+N sets up the next"
+        self.query_one("#arena-prompt").display = False
+        self.query_one("#arena-stream").display = False
+        o = traj.get("outcome")
+        if status == "finished" and o:
+            verdict = "success" if o["success"] else "failure"
+            self.app.notify(f"Game over: {verdict}, chose {o['choice']} after {o['turns']} turn(s). "
+                            f"Saved as {traj['id']}. Ctrl+N for another.")
+        elif status == "errored":
+            self.app.notify(f"The game stopped: {error}", severity="error", timeout=10)
+        else:
+            self.app.notify(f"Game {status}; finished turns are saved as {traj['id']}.")
+        self.app.sessions_changed()
+
+    def _failed(self, message: str) -> None:
+        self.query_one("#arena-setup").display = True
+        self.query_one("#arena-side").display = False
+        self.app.notify(message, title="Cannot start the game", severity="error", timeout=15)
+
+    def _await_reply(self, prompt: str, brief: str) -> None:
+        """Show this turn's prompt above the reply box and the player's brief on the side panel.
+
+        A target's brief comes from `HumanTarget.brief()` (it grows with each disclosure); a human persuader's is
+        the block under the brief mark in its first prompt, kept for the later turns."""
+        lines = prompt.split("\n")
+        is_persuader = not brief  # a human target always has a brief; a human persuader's is in its prompt
+        if BRIEF_MARK in lines:  # the brief goes to the side panel; keep the prompt to this turn
+            start = lines.index(BRIEF_MARK) + 1
+            end = lines.index("", start) if "" in lines[start:] else len(lines)
+            block = lines[start:end]
+            if brief:  # keep what the block adds to the target's brief: how to answer
+                known = set(brief.split("\n"))
+                self.brief_help = "\n".join(x for x in block if x not in known)
+            else:
+                self.brief = "\n".join(block)
+            lines = lines[end + 1 :]
+        brief = brief or self.brief
+        shown = self.query_one("#arena-prompt", Static)
+        shown.update(Text("\n".join(x for x in lines if x and not x.startswith("Your reply"))))
+        shown.display = True
+        if brief:
+            panel = self.query_one("#arena-brief", Static)
+            panel.update(Text.assemble(("Your brief\n", "bold"), brief,
+                                       ("\n\n" + self.brief_help if self.brief_help else "", "dim")))
+            self.query_one("#arena-brief-box").display = True
+        box = self.query_one("#arena-reply", Input)
+        box.placeholder = reply_hint(lines, persuader=is_persuader)
+        box.disabled = False
+        box.focus()
+
+    def _stream(self, piece: str) -> None:
+        self.streamed += piece
+        box = self.query_one("#arena-stream", Static)
+        box.display = True
+        box.update(Text(self.streamed[-600:]))

@@ -1,0 +1,249 @@
+"""Data: pick or generate a trajectory file, see its stats, preview a conversation, run prepare.
+
+Everything is helper code from `engine/`: `trajectories.read_trajectories/summarise/generate_trajectories`
+and `dataprep.turn_examples/sft_row/kto_row/prepare`. Reading, generating and preparing run in thread workers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.markdown import Markdown
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select
+
+FORMATS = ("transcript", "chatml", "sharegpt", "openai", "kto", "dpo")
+PREPARE_FORMATS = ("chatml", "sharegpt", "openai", "kto", "dpo")
+
+
+class DataPane(Vertical):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trajectories: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        # compact rows: the preview keeps most of an 80x24 terminal
+        with Horizontal(classes="filters"):
+            yield Label("file", classes="inline")
+            yield Input("trajectories.jsonl", placeholder="trajectory file", id="data-path", compact=True)
+            yield Select([], prompt="found .jsonl", id="data-found", compact=True)
+            yield Button("Load", id="data-load", compact=True)
+            yield Label("n", classes="inline")
+            yield Input("20", placeholder="n", id="data-n", type="integer", compact=True,
+                        tooltip="conversations to generate")
+            yield Label("x", classes="inline")
+            yield Input("1", id="data-repeats", type="integer", compact=True,
+                        tooltip="repeats per scenario (2+ gives DPO pairs)")
+            yield Button("Generate", id="data-generate", compact=True)
+        with Horizontal(classes="filters"):
+            yield Label("preview #", classes="inline")
+            yield Input("1", id="data-index", type="integer", compact=True)
+            yield Select([(f, f) for f in FORMATS], value="transcript", allow_blank=False, id="data-format",
+                         compact=True)
+            yield Label("prepare to", classes="inline")
+            yield Input("training_data.jsonl", placeholder="prepare output", id="data-out", compact=True)
+            yield Select([(f, f) for f in PREPARE_FORMATS], value="chatml", allow_blank=False, id="data-prep-format",
+                         compact=True)
+            yield Button("Prepare", id="data-prepare", compact=True)
+        yield ProgressBar(total=1, id="data-progress", show_eta=False)
+        yield Label("Load a trajectory file, or generate one with the planner.", id="data-stats")
+        yield RichLog(id="data-preview", wrap=True, markup=False, min_width=20, auto_scroll=False, classes="panel")
+
+    def on_mount(self) -> None:
+        self.find_files()
+
+    @work(thread=True, group="data-find", exit_on_error=False)
+    def find_files(self) -> None:
+        """Offer the .jsonl files near the working folder (two levels down at most, not the scenario sets in
+        scenarios/), newest first."""
+        found = [p for pattern in ("*.jsonl", "*/*.jsonl", "*/*/*.jsonl") for p in Path().glob(pattern)
+                 if not any(part.startswith(".") or part == "scenarios" for part in p.parts)]  # not scenario sets
+        found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        self.app.call_from_thread(self._found, [str(p) for p in found[:100]])
+
+    def _found(self, paths: list[str]) -> None:
+        select = self.query_one("#data-found", Select)
+        select.set_options([(p, p) for p in paths])
+        select.prompt = f"{len(paths)} found" if paths else "none found"
+
+    @on(Select.Changed, "#data-found")
+    def file_picked(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL:
+            return
+        self.query_one("#data-path", Input).value = str(event.value)
+        self.load(str(event.value))
+
+    def _value(self, selector: str) -> str:
+        return str(self.query_one(selector).value or "").strip()
+
+    # ----- load and stats -----------------------------------------------------------------------------
+    @on(Button.Pressed, "#data-load")
+    @on(Input.Submitted, "#data-path")
+    def action_load(self) -> None:
+        self.load(self._value("#data-path"))
+
+    @work(thread=True, exclusive=True, group="data-read", exit_on_error=False)
+    def load(self, path: str) -> None:
+        from engine.errors import LabError
+        from engine.trajectories import TrajectoryReader, summarise
+
+        try:
+            reader = TrajectoryReader(path, skip_bad=True)
+            trajectories = list(reader)
+            bad = reader.bad
+        except (LabError, OSError) as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="Cannot read", severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self._loaded, path, trajectories, bad, summarise(trajectories))
+
+    def _loaded(self, path: str, trajectories: list[dict[str, Any]], bad: list[tuple[int, str]], stats: dict) -> None:
+        self.trajectories = trajectories
+        n = stats["conversations"]
+        rate = stats["successes"] / n if n else 0.0
+        moves = ", ".join(f"{k} {v}" for k, v in sorted(stats["moves"].items()))
+        self.query_one("#data-stats", Label).update(Text(
+            f"{path}: {n} conversation(s), success {rate:.0%}, {stats['turns']} turns"
+            + (f", {len(bad)} bad line(s) (first: line {bad[0][0]}: {bad[0][1]})" if bad else "")
+            + (f"\nmoves: {moves}" if moves else "")
+        ))
+        self.preview()
+
+    # ----- preview --------------------------------------------------------------------------------------
+    @on(Input.Submitted, "#data-index")
+    @on(Select.Changed, "#data-format")
+    def preview(self) -> None:
+        log = self.query_one("#data-preview", RichLog)
+        log.clear()
+        log.scroll_home(animate=False)
+        if not self.trajectories:
+            return
+        text = self._value("#data-index")
+        i = min(max(int(text) if text.isdigit() else 1, 1), len(self.trajectories)) - 1
+        traj, fmt = self.trajectories[i], self._value("#data-format")
+        if fmt == "transcript":
+            from engine.transcript import markdown
+
+            log.write(Markdown(markdown(traj)))
+            return
+        from engine.dataprep import dpo_pairs, dpo_row, kto_row, sft_row, turn_examples
+        from engine.errors import LabError
+
+        try:
+            if fmt == "dpo":  # pairs come from conversations that share a state: pair this one against the file
+                mine = turn_examples(traj)
+                others = [ex for t in self.trajectories[:500] if t is not traj for ex in turn_examples(t)]
+                keys = {id(ex) for ex in mine}
+                rows = [dpo_row(a, b) for a, b, _, _ in dpo_pairs([*mine, *others])
+                        if id(a) in keys or id(b) in keys][:20]
+            else:
+                rows = [kto_row(ex) if fmt == "kto" else sft_row(ex, fmt) for ex in turn_examples(traj)]
+        except (LabError, KeyError, ValueError, TypeError) as exc:  # an odd line: explain, keep the lab up
+            log.write(f"conversation {i + 1} cannot become {fmt} rows: {type(exc).__name__}: {exc}")
+            return
+        what = ("pair(s) where one of its moves beat another from the same state (first 20)" if fmt == "dpo"
+                else "row(s), one per persuader turn")
+        log.write(f"conversation {i + 1} as {fmt}: {len(rows)} {what}")
+        if fmt == "dpo" and not rows:
+            log.write("DPO pairs need conversations that reach the same state (same scenario, personality and "
+                      "seed) and then differ: generate several with different planner settings into one file.")
+        for row in rows:
+            log.write(Syntax(json.dumps(row, ensure_ascii=False, indent=1), "json", word_wrap=True))
+
+    # ----- generate ---------------------------------------------------------------------------------------
+    @on(Button.Pressed, "#data-generate")
+    def action_generate(self) -> None:
+        n, repeats = self._value("#data-n"), self._value("#data-repeats")
+        path = self._value("#data-path") or "trajectories.jsonl"
+        args = (path, int(n) if n.isdigit() else 20, max(1, int(repeats)) if repeats.isdigit() else 1)
+        if Path(path).exists():  # generating writes the file anew: ask before losing one
+            self.app.push_screen(Confirm(f"{path} exists. Replace it with {args[1]} new conversation(s)?"),
+                                 lambda yes: self.generate(*args) if yes else None)
+            return
+        self.generate(*args)
+
+    @work(thread=True, exclusive=True, group="data-job", exit_on_error=False)
+    def generate(self, path: str, n: int, repeats: int = 1) -> None:
+        import uuid
+
+        from engine.store import Store
+        from engine.trajectories import BatchStoreWriter, GenerationPlan, generate_trajectories
+
+        bar = self.query_one(ProgressBar)
+        self.app.call_from_thread(bar.update, total=n, progress=0)
+        store = Store(self.app.db_path)
+        run_id = f"generate-tui-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                for episode in generate_trajectories(GenerationPlan(n=n, repeats=repeats), [BatchStoreWriter(store)], {"run_id": run_id}):
+                    if episode.status == "finished" and episode.outcome is not None:
+                        fh.write(json.dumps(episode.to_trajectory(), ensure_ascii=False) + "\n")
+                    self.app.call_from_thread(bar.advance, 1)
+        except OSError as exc:
+            self.app.call_from_thread(self.app.notify, f"Cannot write {path}: {exc}", severity="error")
+            return
+        finally:
+            store.close()
+        self.app.call_from_thread(self.app.notify, f"Generated {n} conversation(s) into {path}.")
+        self.app.call_from_thread(self.app.sessions_changed)
+        self.app.call_from_thread(self.find_files)
+        self.app.call_from_thread(self.load, path)
+
+    # ----- prepare ----------------------------------------------------------------------------------------
+    @on(Button.Pressed, "#data-prepare")
+    def action_prepare(self) -> None:
+        self.prepare(self._value("#data-path"), self._value("#data-out"), self._value("#data-prep-format"))
+
+    @work(thread=True, exclusive=True, group="data-job", exit_on_error=False)
+    def prepare(self, source: str, output: str, fmt: str) -> None:
+        from engine.dataprep import PrepareOptions, prepare, record_dataset
+        from engine.errors import LabError
+        from engine.store import Store
+
+        bar = self.query_one(ProgressBar)
+        self.app.call_from_thread(bar.update, total=None, progress=0)  # prepare reports no steps: indeterminate
+        try:
+            prepared = prepare(PrepareOptions(input=source, output=output, format=fmt, skip_bad=True))
+            store = Store(self.app.db_path)
+            try:
+                ids = record_dataset(store, prepared, fmt)
+            finally:
+                store.close()
+        except (LabError, OSError) as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="Prepare failed", severity="error", timeout=10)
+            self.app.call_from_thread(bar.update, total=1, progress=0)
+            return
+        self.app.call_from_thread(bar.update, total=1, progress=1)
+        self.app.call_from_thread(self.find_files)
+        files = ", ".join(f"{split}: {path} ({prepared.rows.get(split, 0)} rows)" for split, path in prepared.files.items())
+        message = f"Prepared {fmt} rows from {source}: {files}; dataset {', '.join(ids)}."
+        self.app.call_from_thread(self.query_one("#data-stats", Label).update, Text(message))  # stays after the toast
+        self.app.call_from_thread(self.app.notify, message, timeout=10)
+
+
+class Confirm(ModalScreen[bool]):
+    """A yes/no question before something that cannot be undone."""
+
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel"), Binding("y", "dismiss(True)", "Yes")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.question))
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", id="confirm-yes", variant="warning", compact=True)
+                yield Button("Cancel (Esc)", id="confirm-no", compact=True)
+
+    @on(Button.Pressed)
+    def answered(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")

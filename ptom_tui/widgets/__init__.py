@@ -1,0 +1,1 @@
+"""Widgets shared by the panes: the belief panel and the transcript."""

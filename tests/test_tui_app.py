@@ -1,0 +1,350 @@
+"""Pilot tests of the TUI: each pane used as a researcher would, by key presses, against a real store."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from textual.css.query import NoMatches
+from textual.widgets import DataTable, Input, ProgressBar, RichLog, Select, TabbedContent
+from tui_fixtures import build_store
+
+from engine.store import Store
+from ptom_tui.app import ACTIONS, PANES, LabApp
+
+
+async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except NoMatches:  # the panes behind the first mount just after the first frame
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the UI")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    path = tmp_path / "sessions.db"
+    build_store(path).close()
+    return str(path)
+
+
+def test_start_imports_no_torch_or_transformers(tmp_path):
+    """The app paints without the heavy libraries: they load only inside workers that need them."""
+    code = (
+        "import asyncio, sys\n"
+        "from ptom_tui.app import LabApp\n"
+        "async def main():\n"
+        f"    app = LabApp({str(tmp_path / 's.db')!r})\n"
+        "    async with app.run_test() as pilot:\n"
+        "        await pilot.pause(0.5)\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+async def test_play_a_whole_game_as_the_human(db):
+    """Arena: the planner persuades, the researcher answers every turn by typing; the game is in the store
+    turn by turn and shows up in the Sessions table."""
+    app = LabApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
+        assert app.query_one("#arena-persuader", Select).value == "planner"
+        await pilot.press("ctrl+n", "enter")
+        replies = 0
+        while True:
+            await wait_for(pilot, lambda: not app.query_one("#arena-reply", Input).disabled
+                           or not app.query_one("ArenaPane").game.is_running)
+            if not app.query_one("ArenaPane").game.is_running:
+                break
+            assert "Your brief" in str(app.query_one("#arena-brief").content)
+            prompt = str(app.query_one("#arena-prompt").content)
+            answer = "B" if "final choice" in prompt else "ok"
+            await pilot.press(*answer, "enter")
+            replies += 1
+            assert replies < 30
+        assert replies >= 2
+        store = Store(db)
+        (row,) = store.list_sessions(kind="arena")
+        assert row["status"] == "finished" and row["persuader"] == "planner" and row["target"] == "me"
+        assert row["choice"] == "B" and row["n_turns"] == replies - 1 == len(store.turns(row["id"]))
+        assert store.turns(row["id"])[0]["belief_json"]  # the planner's belief, shown in the side panel
+        await pilot.press("f6")
+        table = app.query_one("#sessions-table", DataTable)
+        await wait_for(pilot, lambda: row["id"] in [str(k.value) for k in table.rows])
+
+
+async def test_escape_cancels_a_game_and_keeps_it_interrupted(db):
+    app = LabApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
+        await pilot.press("ctrl+n", "enter")
+        await wait_for(pilot, lambda: not app.query_one("#arena-reply", Input).disabled)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running)
+        (row,) = Store(db).list_sessions(kind="arena")
+        assert row["status"] == "interrupted"
+
+
+async def test_missing_api_key_is_a_notification_not_a_crash(db, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    app = LabApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.query_one("#arena-persuader", Select).value == "planner")
+        app.query_one("#arena-persuader", Select).value = "openai"
+        app.query_one("#arena-persuader-arg", Input).value = "gpt-4o"
+        await pilot.press("ctrl+n", "enter")
+        await wait_for(pilot, lambda: any("OPENAI_API_KEY" in str(n.message) for n in app._notifications))
+        assert app.query_one("#arena-setup").display  # the setup is back for a fix
+
+
+async def test_sessions_filter_search_replay_and_archive(db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f6")
+        table = app.query_one("#sessions-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        app.query_one("#sessions-kind", Select).value = "evaluate"
+        await wait_for(pilot, lambda: table.row_count == 2)
+        app.query_one("#sessions-kind", Select).clear()
+        await wait_for(pilot, lambda: table.row_count == 4)
+        app.query_one("#sessions-scenario", Input).focus()
+        await pilot.press(*"city_b", "right")  # the suggestion completes the scenario id
+        assert app.query_one("#sessions-scenario", Input).value == "city_budget"
+        await wait_for(pilot, lambda: [str(k.value) for k in table.rows] == ["sess0002fixd"])
+        app.query_one("#sessions-agent", Input).value = "rational"
+        app.query_one("#sessions-scenario", Input).value = ""
+        await wait_for(pilot, lambda: table.row_count == 4)
+        app.query_one("#sessions-outcome", Select).value = "failure"
+        await wait_for(pilot, lambda: table.row_count == Store(db).count_sessions(success=False))
+        app.action_pane("sessions", "clear_filters")
+        await wait_for(pilot, lambda: table.row_count == 4 and app.query_one("#sessions-agent", Input).value == "")
+        app.query_one("#sessions-search", Input).focus()
+        await pilot.press(*"hiring")  # only the hiring scenario's messages mention it ... or none
+        expected = Store(db).count_sessions(search="hiring")
+        await wait_for(pilot, lambda: table.row_count == expected and "of " + str(expected) in
+                       str(app.query_one("#sessions-status").content))
+        app.query_one("#sessions-search", Input).value = ""
+        await wait_for(pilot, lambda: table.row_count == 4)
+        table.focus()
+        await pilot.press("o")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ReplayScreen")
+        transcript = app.screen.query_one("#replay-transcript")
+        n_turns = len(app.screen.traj["turns"])
+        assert len(transcript.entries) == 2  # turn by turn: the header and turn 1
+        belief = app.screen.query_one("#replay-belief")
+        assert belief.turn_index == 1
+        await pilot.press("down")
+        assert len(transcript.entries) == 3 and belief.turn_index == 2
+        await pilot.press("end")
+        assert len(transcript.entries) == 1 + n_turns + 1  # every turn, then the outcome
+        await pilot.press("home", "down", "c", "m")
+        assert app.clipboard == app.screen.traj["turns"][1]["message"]
+        session_id = app.screen.traj["id"]
+        assert (tmp_path / f"session-{session_id}.md").read_text().startswith("# ")
+        await pilot.press("escape", "a")
+        await wait_for(pilot, lambda: table.row_count == 3)
+        assert Store(db).get_session(session_id)["archived"] == 1
+
+
+TRAINER = """
+import sys, time
+from engine.store import Store
+from engine.training import runs
+store = Store(sys.argv[1])
+run_id = runs.start_run(store, {}, backend="local", method="sft", base_model="m", data_path="d", output_dir="o",
+                        name="live", run_id="live-run")
+runs.update_run(store, run_id, total_steps=10)
+for step in range(1, 11):
+    time.sleep(0.3)
+    runs.add_step(store, run_id, {"step": step, "loss": 2.0 / step, "tokens_per_s": 100.0, "eta_s": 0.3 * (10 - step)})
+runs.finish_run(store, run_id, {"train_loss": 0.2})
+"""
+
+
+async def test_follow_a_training_run_written_by_another_process(db):
+    """Training: a run that another process writes (as `ptom-lab finetune` in a second terminal would) appears
+    by itself and is followed live: the progress is seen part-way, then at the end with the run finished."""
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f4")
+        trainer = subprocess.Popen([sys.executable, "-c", TRAINER, db])
+        try:
+            seen: set[float] = set()
+
+            def done() -> bool:
+                bar = app.query_one("#training-progress", ProgressBar)
+                if app.query_one("TrainingPane").run_id == "live-run":
+                    seen.add(bar.progress)
+                return bar.progress == 10 and "finished" in str(app.query_one("#training-status").content)
+
+            await wait_for(pilot, done, timeout=30)
+        finally:
+            trainer.wait(timeout=30)
+        assert trainer.returncode == 0
+        assert seen & set(range(1, 10)), f"never saw the run part-way: {sorted(seen)}"
+        assert len(app.query_one("#training-log", RichLog).lines) >= 10
+        assert "step 10/10" in str(app.query_one("#training-status").content)
+
+
+async def test_evaluation_leaderboard_ranks_runs_with_intervals(db):
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f5")
+        table = app.query_one("#eval-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        # ranked by success rate as engine.metrics computed it, with its 95% (Wilson) interval
+        assert [table.get_row_at(i)[1] for i in range(2)] == ["greedy-vs-rational", "reveal-all-vs-rational"]
+        assert table.get_row_at(0)[4] == "0.75" and table.get_row_at(0)[5] == "[0.47, 0.91]"
+        assert table.get_row_at(0)[6] == "12"
+
+
+async def test_data_pane_stats_preview_and_prepare(db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        app.query_one("#data-n", Input).value = "3"
+        app.query_one("#data-path", Input).value = "traj.jsonl"
+        await pilot.press("ctrl+g")
+        stats = app.query_one("#data-stats")
+        await wait_for(pilot, lambda: "3 conversation(s)" in str(stats.content), timeout=30)
+        assert len((tmp_path / "traj.jsonl").read_text().splitlines()) == 3
+        app.query_one("#data-format", Select).value = "chatml"
+        preview = app.query_one("#data-preview", RichLog)
+        await wait_for(pilot, lambda: any('"messages"' in line.text for line in preview.lines))
+        app.query_one("#data-format", Select).value = "kto"
+        await wait_for(pilot, lambda: any('"label"' in line.text for line in preview.lines))
+        # generating again into the same file asks first; Escape keeps the file, y replaces it
+        app.query_one("#data-n", Input).value = "4"
+        app.query_one("#data-repeats", Input).value = "2"
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "Confirm")
+        await pilot.press("escape")
+        assert len((tmp_path / "traj.jsonl").read_text().splitlines()) == 3
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "Confirm")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "4 conversation(s)" in str(stats.content), timeout=30)
+        lines = [json.loads(x) for x in (tmp_path / "traj.jsonl").read_text().splitlines()]
+        assert len(lines) == 4 and lines[0]["scenario"] == lines[1]["scenario"]  # repeats share a scenario
+
+
+async def test_help_screen_and_command_palette(db):
+    app = LabApp(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {a[4] for a in ACTIONS} <= titles and {f"Go to {p[1]}" for p in PANES} <= titles
+        await pilot.press("escape", "ctrl+p")
+        await pilot.press(*"sessions")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.query_one(TabbedContent).active == "sessions")
+
+
+async def test_launch_an_evaluation_and_see_it_ranked(db):
+    """Evaluation: Ctrl+E runs `ptom-lab evaluate` in a child process with the pane's settings; the run shows up
+    and lands in the leaderboard with its interval when it finishes."""
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.query_one("#eval-table", DataTable).row_count == 2)
+        app.query_one("#eval-model", Input).value = "random"
+        app.query_one("#eval-n", Input).value = "6"
+        await pilot.press("ctrl+e")
+        table = app.query_one("#eval-table", DataTable)
+
+        def ranked() -> bool:
+            rows = [table.get_row_at(i) for i in range(table.row_count)]
+            return any(r[2] == "random" and r[7] == "finished" for r in rows)
+
+        await wait_for(pilot, ranked, timeout=60)
+        (row,) = [table.get_row_at(i) for i in range(table.row_count) if table.get_row_at(i)[2] == "random"]
+        assert row[6] == "6" and row[5].startswith("[")
+        assert not [n for n in app._notifications if n.severity == "error"]
+
+
+async def test_sessions_page_through_a_big_store(db):
+    """Sessions reads a page at a time: with 254 sessions, n and p move through pages of 100 and the count is exact."""
+    store = Store(db)
+    first = store.list_sessions(limit=1)[0]
+    with store.transaction():
+        store.db["sessions"].insert_all(
+            {**first, "id": f"bulk{i:04d}", "created_at": f"2025-06-01T00:{i // 60:02d}:{i % 60:02d}+00:00"}
+            for i in range(250))
+    store.close()
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f6")
+        status = lambda: str(app.query_one("#sessions-status").content)  # noqa: E731
+        await wait_for(pilot, lambda: status().startswith("1-100 of 254"))
+        app.query_one("#sessions-table", DataTable).focus()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: status().startswith("101-200 of 254"))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: status().startswith("201-254 of 254"))
+        await pilot.press("n", "p")  # no page after the last; back one
+        await wait_for(pilot, lambda: status().startswith("101-200 of 254"))
+
+
+class _SlowStream(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible server that streams a long reply a word every 50 ms (the shape vLLM and llama.cpp
+    send), so that a reply is still being generated when Escape is pressed."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        try:
+            for i in range(400):
+                chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "tiny",
+                         "choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.wfile.write(b"data: [DONE]\n\n")
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up: what Escape does
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_escape_stops_a_reply_while_it_streams(db):
+    """Arena with a model persuader: its reply streams into the pane word by word; Escape stops it mid-reply and
+    the game is stored as interrupted."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowStream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app = LabApp(db)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.query_one("#arena-persuader", Select).value == "planner")
+            app.query_one("#arena-persuader", Select).value = "openai-compatible"
+            app.query_one("#arena-persuader-arg", Input).value = f"http://127.0.0.1:{server.server_port}/v1:tiny"
+            app.query_one("#arena-target", Select).value = "rational"
+            await pilot.press("ctrl+n", "enter")
+            stream = app.query_one("#arena-stream")
+            await wait_for(pilot, lambda: "word5 " in str(stream.content), timeout=30)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running, timeout=10)
+            assert "word399" not in app.query_one("ArenaPane").streamed
+        (row,) = Store(db).list_sessions(kind="arena")
+        assert row["status"] == "interrupted" and row["persuader"].startswith("openai-compatible")
+    finally:
+        server.shutdown()
