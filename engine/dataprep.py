@@ -26,7 +26,7 @@ import json
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,8 +294,14 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def prepare(opts: PrepareOptions) -> Prepared:
-    """Read, split, format, count and write; returns the files and the summary (nothing printed here)."""
+Progress = Callable[[int, int, str], None]  # (done, total, what is being done)
+
+
+def prepare(opts: PrepareOptions, on_progress: Progress | None = None) -> Prepared:
+    """Read, split, format, count and write; returns the files and the summary (nothing printed here).
+
+    `on_progress` hears one step per conversation formatted, then one for the token count and one for the
+    files written, so a UI can show a real bar (the TUI's Data pane)."""
     from engine.tokens import count_chats
     from engine.trajectories import read_trajectories
 
@@ -314,11 +320,14 @@ def prepare(opts: PrepareOptions) -> Prepared:
     splits = assign_splits(keys, opts.val, opts.seed, test_ids, test_sigs)
     check_disjoint(keys, splits, test_ids, test_sigs)
 
+    report = on_progress or (lambda done, total, what: None)
+    total = len(convs) + 2
     built = {s: _Split() for s in SPLITS}
-    for traj, split in zip(convs, splits, strict=True):
+    for i, (traj, split) in enumerate(zip(convs, splits, strict=True)):
         built[split].conversations += 1
         built[split].successes += bool(traj["outcome"]["success"])
         built[split].examples += turn_examples(traj, cache, opts.self_belief)
+        report(i + 1, total, "conversations formatted")
     skipped: dict[str, int] = defaultdict(int)
     for part in built.values():
         _fill_rows(part, opts, skipped)
@@ -330,10 +339,12 @@ def prepare(opts: PrepareOptions) -> Prepared:
         if opts.format == "dpo":  # a pair is trained as two sequences: report it as their sum
             part.tokens = [a + b for a, b in zip(part.tokens[::2], part.tokens[1::2], strict=True)]
             part.where = part.where[::2]
+    report(total - 1, total, "tokens counted")
 
     wanted = {"train"} | ({"val"} if opts.val > 0 else set()) | ({"test"} if opts.test_scenarios else set())
     files = {s: _write(split_path(opts.output, s), built[s].rows) for s in SPLITS if s in wanted or built[s].rows}
     summary = _summary(opts, built, files, skipped, reader.report.bad)
+    report(total, total, "written")
     return Prepared(files, {s: len(built[s].rows) for s in files}, summary)
 
 

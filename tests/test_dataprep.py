@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -277,3 +278,12 @@ def test_only_successful_and_self_belief(tmp_path, src, business):
     assert "BELIEF:" not in plain.completion["content"]
     assert "Belief about the target" not in mine.prompt[0]["content"]  # the model states its own belief instead
     assert mine.completion["content"].startswith("BELIEF: cost like 0.10")
+
+
+def test_progress_counts_every_conversation_then_tokens_then_files(tmp_path, src):
+    heard: list[tuple[int, int, str]] = []
+    prepare(PrepareOptions(str(src), str(tmp_path / "p.jsonl"), "chatml"), lambda *step: heard.append(step))
+    n = sum(1 for line in Path(src).read_text().splitlines() if line.strip())
+    assert [d for d, _, _ in heard] == list(range(1, n + 3))
+    assert {t for _, t, _ in heard} == {n + 2}
+    assert heard[-2][2] == "tokens counted" and heard[-1][2] == "written"

@@ -208,9 +208,14 @@ class DataPane(Vertical):
         from engine.store import Store
 
         bar = self.query_one(ProgressBar)
-        self.app.call_from_thread(bar.update, total=None, progress=0)  # prepare reports no steps: indeterminate
+        self.app.call_from_thread(bar.update, total=None, progress=0)  # until prepare has read the file
+
+        def on_progress(done: int, total: int, what: str) -> None:
+            if done == total or done % 50 == 0 or done >= total - 2:  # a few hundred UI updates at most
+                self.app.call_from_thread(bar.update, total=total, progress=done)
+
         try:
-            prepared = prepare(PrepareOptions(input=source, output=output, format=fmt, skip_bad=True))
+            prepared = prepare(PrepareOptions(input=source, output=output, format=fmt, skip_bad=True), on_progress)
             store = Store(self.app.db_path)
             try:
                 ids = record_dataset(store, prepared, fmt)
