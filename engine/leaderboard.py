@@ -133,7 +133,8 @@ def chart(board: dict[str, Any], path: str | Path) -> None:
     scored = [r["success"]["rate"] is not None for r in rows]  # no scored episode: no bar and no interval
     lo = [max(0.0, rate - r["success"]["ci95"][0]) if ok else 0.0 for rate, r, ok in zip(rates, rows, scored, strict=True)]
     hi = [max(0.0, r["success"]["ci95"][1] - rate) if ok else 0.0 for rate, r, ok in zip(rates, rows, scored, strict=True)]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.2))
+    longest = max((len(r["label"]) for r in rows), default=10)  # long model specs must not squeeze the bars
+    fig, ax = plt.subplots(figsize=(5 + 0.075 * longest, 0.5 * len(rows) + 1.2))
     ax.barh([r["label"] for r in rows], rates, xerr=[lo, hi], color="#4C72B0", capsize=3)
     for y, (rate, r, ok) in enumerate(zip(rates, rows, scored, strict=True)):  # figure and n, readable alone
         text = f"{100 * rate:.0f}% (n={r['success']['n']})" if ok else f"no scored episode ({r['errored']} errored)"
@@ -144,7 +145,7 @@ def chart(board: dict[str, Any], path: str | Path) -> None:
     ax.set_xlabel("success rate (95% Wilson interval)")
     ax.set_title("PToM Lab leaderboard")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -98,6 +98,28 @@ def test_batcher_groups_equal_options_and_reports_failures():
     assert sorted(n for n, _ in calls) == [1, 2]  # x and y together, z alone (other options)
 
 
+def test_batcher_waits_for_the_games_of_the_last_batch():
+    """Games come back from their own work at different times: a later round is not split at the first arrivals."""
+
+    def run(convs, options):
+        time.sleep(0.05)
+        return [ChatResult("ok") for _ in convs]
+
+    batcher = Batcher(run, max_batch=8, wait_s=0.02, max_wait_s=1.0)
+
+    def game(i: int) -> None:
+        for _ in range(3):
+            batcher.submit([{"role": "user", "content": str(i)}], GenerationOptions())
+            time.sleep(0.04 * i)  # game i's own work takes longer than the batcher's short wait
+
+    threads = [threading.Thread(target=game, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert batcher.batch_sizes[-2:] == [4, 4]  # after the first round, every round is one batch of all four games
+
+
 def test_missing_folder_is_a_lab_error():
     from engine.llm.local import LocalBackend
 

@@ -26,7 +26,8 @@ from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, Tex
 from engine.llm.embedded import EMBEDDED_ALIASES, resolve_model_path
 
 DEFAULT_MAX_BATCH = 16
-DEFAULT_WAIT_S = 0.02  # how long the batcher waits for other threads' requests before generating
+DEFAULT_WAIT_S = 0.02  # how long the batcher always waits for other threads' requests before generating
+MAX_WAIT_S = 0.5  # how long it waits for the company the last batch had (games that are still playing)
 
 
 @dataclass
@@ -39,14 +40,20 @@ class _Request:
 class Batcher:
     """Gathers chat requests from many threads and answers those with equal options in one batched call.
 
-    A request waits at most `wait_s` for company (or until `max_batch` are queued); while a batch is being
+    A request waits `wait_s` for company, and then up to `max_wait_s` more while fewer requests are queued than
+    the last batch held: concurrent games come back from their own work (the target's reply, the belief update,
+    the store) at slightly different times, and a batch cut at the first arrivals would split every later round
+    in two. A lone player's batch holds one, so it never waits more than `wait_s`. While a batch is being
     generated, new requests queue up and form the next batch, so concurrent games advance together.
     """
 
-    def __init__(self, run_batch, max_batch: int = DEFAULT_MAX_BATCH, wait_s: float = DEFAULT_WAIT_S) -> None:
+    def __init__(self, run_batch, max_batch: int = DEFAULT_MAX_BATCH, wait_s: float = DEFAULT_WAIT_S,
+                 max_wait_s: float = MAX_WAIT_S) -> None:
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.wait_s = wait_s
+        self.max_wait_s = max(wait_s, max_wait_s)
+        self._expected = 1  # the size of the last batch: the company worth waiting for
         self.batch_sizes: list[int] = []  # every batch it ran, for tests and benchmarks
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
@@ -68,16 +75,19 @@ class Batcher:
                 if not self._cond.wait(timeout=2.0) and not self._pending:
                     self._worker = None  # idle: the next submit starts a fresh worker
                     return None
-            deadline = time.monotonic() + self.wait_s
+            start = time.monotonic()
+            expected = min(self.max_batch, self._expected)
             while len(self._pending) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                waited = time.monotonic() - start
+                deadline = self.max_wait_s if len(self._pending) < expected else self.wait_s
+                if waited >= deadline:
                     break
-                self._cond.wait(remaining)
+                self._cond.wait(deadline - waited)
             options = self._pending[0].options
             batch = [r for r in self._pending if r.options == options][: self.max_batch]
             for r in batch:
                 self._pending.remove(r)
+            self._expected = len(batch)
             return batch
 
     def _loop(self) -> None:
