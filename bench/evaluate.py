@@ -18,10 +18,11 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from engine.evaluation import EvalConfig, evaluate  # noqa: E402
+from engine.generator import HELDOUT_PATH  # noqa: E402
 from engine.players import persuader_names  # noqa: E402
 from engine.store import Store  # noqa: E402
 
-HELDOUT = str(Path(__file__).resolve().parent.parent / "scenarios" / "heldout.jsonl")
+HELDOUT = str(HELDOUT_PATH)
 
 
 def timed(store: Store, config: EvalConfig, name: str, concurrency: int) -> tuple[float, dict]:

@@ -22,6 +22,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from engine.dataprep import sft_row, turn_examples  # noqa: E402
 from engine.episode import play  # noqa: E402
 from engine.generator import generate  # noqa: E402
+from engine.jsonl import write_json_lines  # noqa: E402
 from engine.players import make_persuader, make_target  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.training import runs, sft  # noqa: E402
@@ -63,7 +64,7 @@ def main() -> None:
         folder = Path(tmp)
         rows = planner_rows(args.games, seed=7)
         data = folder / "train.jsonl"
-        data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_json_lines(data, rows)
         print(f"{len(rows)} examples from {args.games} planner games; batch {args.batch_size}, {args.steps} steps")
         for packing in (False, True):
             print(json.dumps(measure(str(data), folder, packing, args)), flush=True)

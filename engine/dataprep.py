@@ -34,6 +34,7 @@ from typing import Any
 from engine.errors import LabError
 from engine.game import HiddenState, persuader_side
 from engine.generator import signature
+from engine.jsonl import write_json_lines
 from engine.prompts import assistant_text, history_from_turns, persuader_messages
 from engine.scenario import Scenario, load_file
 
@@ -386,10 +387,7 @@ def _fill_rows(part: _Split, opts: PrepareOptions, skipped: dict[str, int]) -> N
 
 
 def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_json_lines(path, rows)
     return path
 
 

@@ -140,14 +140,10 @@ def _forget(store: Store, session_id: str) -> None:
 
 
 def run_trajectories(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Every session of a run as trajectory dicts, with each turn's usage (for tokens and cost)."""
+    """Every session of a run as trajectory dicts (each turn with its usage, for tokens and cost)."""
     out = []
     for row in store.iter_sessions("WHERE run_id = ? ORDER BY created_at", [run_id]):
         traj = session_trajectory(store, row["id"])
-        for turn, stored in zip(traj["turns"], store.turns(row["id"]), strict=False):
-            for col, key in (("usage_json", "usage"), ("target_usage_json", "target_usage")):
-                if stored[col]:
-                    turn[key] = json.loads(stored[col])
         traj["error"] = row["error"]
         out.append(traj)
     return out

@@ -42,6 +42,9 @@ class Statement:
         return cls(kind, subject, value)
 
 
+HUMAN_BRIEF_HEADER = "== Your brief =="  # starts a human player's first prompt (the TUI moves the brief to its panel)
+
+
 @dataclass
 class TargetReply:
     text: str
@@ -183,6 +186,10 @@ class Turn:
             out["parse_error"] = self.parse_error
         if self.raw:
             out["raw"] = self.raw
+        if self.usage:
+            out["usage"] = self.usage
+        if self.target_usage:
+            out["target_usage"] = self.target_usage
         return out
 
 

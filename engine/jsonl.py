@@ -1,9 +1,9 @@
-"""Reading JSONL the one way: every value with its line number, and a bad line named as `file:line`."""
+"""JSONL the one way: read every value with its line number (a bad line named as `file:line`), write one a line."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +36,15 @@ def json_lines(
                 on_bad(lineno, reason)
                 continue
             yield lineno, value
+
+
+def write_json_lines(path: str | Path, values: Iterable[Any]) -> int:
+    """Write one JSON value a line (UTF-8, not ASCII-escaped), making the folder; returns how many."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for value in values:
+            fh.write(json.dumps(value, ensure_ascii=False) + "\n")
+            n += 1
+    return n

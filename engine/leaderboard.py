@@ -26,10 +26,10 @@ class Entry:
     agent: str
     condition: str
     trajectories: list[dict[str, Any]] = field(repr=False)
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(init=False, repr=False)  # derived from the trajectories, never passed in
 
     def __post_init__(self) -> None:
-        self.summary = self.summary or summarize(self.trajectories)
+        self.summary = summarize(self.trajectories)
 
 
 def entries_for_runs(store: Store, names: list[str]) -> list[Entry]:
@@ -62,12 +62,19 @@ def build(entries: list[Entry]) -> dict[str, Any]:
     return {"entries": rows, "pairwise": pairs}
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.0f}%"
+def pct(x: float | None, digits: int = 0) -> str:
+    """A rate as a percentage; '–' where the metric is undefined (None). Shared with `ptom-lab evaluate`."""
+    return "–" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def _num(x: float | None, fmt: str = ".2f") -> str:
-    return "–" if x is None else format(x, fmt)
+def num(x: float | None, digits: int = 2) -> str:
+    """A number with fixed decimals; '–' where the metric is undefined (None)."""
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def success_text(s: dict[str, Any], digits: int = 0) -> str:
+    """`metrics.success_rate` as 'rate (low–high)'."""
+    return f"{pct(s['rate'], digits)} ({pct(s['ci95'][0], digits)}–{pct(s['ci95'][1], digits)})"
 
 
 def table(board: dict[str, Any]):
@@ -81,9 +88,9 @@ def table(board: dict[str, Any]):
     for i, r in enumerate(board["entries"], 1):
         s, cf = r["success"], r["counterfactual"]
         t.add_row(
-            str(i), r["label"], str(s["n"]), f"{_pct(s['rate'])} ({_pct(s['ci95'][0])}–{_pct(s['ci95'][1])})",
-            _num(r["turns_to_success"]["mean"], ".1f"), _pct(r["preference_alignment"]["final"]),
-            _pct(cf["choice_accuracy"]), _num(cf["brier"], ".3f"), _pct((r.get("moves") or {}).get("rate")),
+            str(i), r["label"], str(s["n"]), success_text(s),
+            num(r["turns_to_success"]["mean"], 1), pct(r["preference_alignment"]["final"]),
+            pct(cf["choice_accuracy"]), num(cf["brier"], 3), pct((r.get("moves") or {}).get("rate")),
             str(r["violations"]), str(r["errored"]),
         )
     return t
@@ -100,10 +107,10 @@ def markdown(board: dict[str, Any]) -> str:
         s, t, cf = r["success"], r["turns_to_success"], r["counterfactual"]
         tokens = r["usage"]["input_tokens"] + r["usage"]["output_tokens"]
         lines.append(
-            f"| {i} | {r['label']} | {r['condition']} | {s['n']} | {_pct(s['rate'])} "
-            f"({_pct(s['ci95'][0])}–{_pct(s['ci95'][1])}) | {_num(t['mean'], '.1f')} / {_num(t['median'], '.1f')} "
-            f"| {_pct(r['preference_alignment']['final'])} | {_pct(cf['choice_accuracy'])} | {_num(cf['brier'], '.3f')} "
-            f"| {_pct((r.get('moves') or {}).get('rate'))} | {r['violations']} | {r['unparseable']} | {r['errored']} "
+            f"| {i} | {r['label']} | {r['condition']} | {s['n']} | {success_text(s)} "
+            f"| {num(t['mean'], 1)} / {num(t['median'], 1)} "
+            f"| {pct(r['preference_alignment']['final'])} | {pct(cf['choice_accuracy'])} | {num(cf['brier'], 3)} "
+            f"| {pct((r.get('moves') or {}).get('rate'))} | {r['violations']} | {r['unparseable']} | {r['errored']} "
             f"| {tokens} | {r['usage']['cost_usd']:.4f} |"
         )
     turns = sorted({int(i) for r in board["entries"] for i in r["preference_alignment"]["by_turn"]})
@@ -112,7 +119,7 @@ def markdown(board: dict[str, Any]) -> str:
                   "", "| Agent | " + " | ".join(f"turn {i}" for i in turns) + " |", "|---|" + "---|" * len(turns)]
         for r in board["entries"]:
             by_turn = {int(k): v for k, v in r["preference_alignment"]["by_turn"].items()}
-            lines.append(f"| {r['label']} | " + " | ".join(_pct(by_turn.get(i)) for i in turns) + " |")
+            lines.append(f"| {r['label']} | " + " | ".join(pct(by_turn.get(i)) for i in turns) + " |")
     if board["pairwise"]:
         lines += ["", "Paired comparison (McNemar's exact test on the episodes both finished)", "",
                   "| A | B | pairs | only A won | only B won | p-value |", "|---|---|---|---|---|---|"]

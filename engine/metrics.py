@@ -109,8 +109,7 @@ def preference_alignment(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             slot = by_turn.setdefault(int(turn.get("index", position)), [0, 0])
             slot[0] += c
             slot[1] += n
-        c, n = belief_matches(t["turns"][-1].get("belief"), prefs)
-        final_c += c
+        final_c += c  # the loop's last (c, n) is the final turn's
         final_n += n
     if not with_belief:  # the agent keeps no belief: alignment is undefined, not zero
         return {"final": None, "by_turn": {}, "coverage": _ratio(0, n_turns)}
@@ -198,21 +197,19 @@ def paired(trajs_a: Sequence[dict[str, Any]], trajs_b: Sequence[dict[str, Any]])
     Episodes are matched with their condition when the runs share conditions; otherwise (planner hidden vs
     revealed) on scenario, seed and personality alone.
     """
-    def index(trajs, with_condition):
+    def index(trajs: Sequence[dict[str, Any]], with_condition: bool) -> dict[tuple, dict[str, Any]]:
         return {episode_key(t, with_condition): t for t in trajs if is_scored(t)}
 
     a, b = index(trajs_a, True), index(trajs_b, True)
     if not a.keys() & b.keys():
         a, b = index(trajs_a, False), index(trajs_b, False)
-    common = sorted(a.keys() & b.keys(), key=repr)
-    only_a = sum(1 for k in common if a[k]["outcome"]["success"] and not b[k]["outcome"]["success"])
-    only_b = sum(1 for k in common if b[k]["outcome"]["success"] and not a[k]["outcome"]["success"])
-    both = sum(1 for k in common if a[k]["outcome"]["success"] and b[k]["outcome"]["success"])
+    wins = [(bool(a[k]["outcome"]["success"]), bool(b[k]["outcome"]["success"])) for k in a.keys() & b.keys()]
+    only_a, only_b = wins.count((True, False)), wins.count((False, True))
     return {
-        "pairs": len(common),
-        "both": both,
+        "pairs": len(wins),
+        "both": wins.count((True, True)),
         "only_a": only_a,
         "only_b": only_b,
-        "neither": len(common) - both - only_a - only_b,
+        "neither": wins.count((False, False)),
         "p_value": mcnemar_exact(only_a, only_b),
     }

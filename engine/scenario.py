@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from engine.errors import LabError
-from engine.jsonl import json_lines
+from engine.jsonl import json_lines, write_json_lines
 
 Fact = tuple[str, str]
 """A fact is a (proposal id, attribute id) pair; written `P.attr` in prose and files."""
@@ -300,12 +300,7 @@ def load_path(path: str | Path) -> list[Scenario]:
 
 
 def write_jsonl(scenarios: Iterable[Scenario], path: str | Path) -> int:
-    n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for s in scenarios:
-            fh.write(json.dumps(s.to_dict(), ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    return write_json_lines(path, (s.to_dict() for s in scenarios))
 
 
 class ScenarioLibrary:

@@ -394,6 +394,11 @@ class StoreListener:
         self.store.end_session(episode)
 
 
+def session_outcome(row: dict[str, Any]) -> str:
+    """success / failure for a finished game, else its status (running, interrupted, errored)."""
+    return row["status"] if row["success"] is None else ("success" if row["success"] else "failure")
+
+
 def session_trajectory(store: Store, session_id: str) -> dict[str, Any]:
     """A stored session in the trajectory schema (DESIGN.md 2): the same shape `Episode.to_trajectory` gives."""
     row = store.get_session(session_id)
@@ -418,6 +423,11 @@ def session_trajectory(store: Store, session_id: str) -> dict[str, Any]:
             turn["refused"] = load(t["refused_json"])
         if not t["parse_ok"]:
             turn["parse_ok"], turn["parse_error"] = False, t["parse_error"]
+        if t["raw"]:
+            turn["raw"] = t["raw"]
+        for key in ("usage", "target_usage"):
+            if load(t[f"{key}_json"]):
+                turn[key] = load(t[f"{key}_json"])
         turns.append(turn)
     outcome = None
     if row["choice"] is not None:

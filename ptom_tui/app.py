@@ -7,8 +7,10 @@ inside their workers, so the first paint does not wait for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -25,6 +27,9 @@ from ptom_tui.screens.evaluation import EvaluationPane
 from ptom_tui.screens.help import HelpScreen
 from ptom_tui.screens.sessions import SessionsPane
 from ptom_tui.screens.training import TrainingPane
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 PANES = (("arena", "Arena", "f2"), ("data", "Data", "f3"), ("training", "Training", "f4"),
          ("evaluation", "Evaluation", "f5"), ("sessions", "Sessions", "f6"))
@@ -84,6 +89,19 @@ class LabApp(App):
             yield TabPane("Evaluation", Lazy(EvaluationPane()), id="evaluation")
             yield TabPane("Sessions", Lazy(SessionsPane()), id="sessions")
         yield Footer()
+
+    @contextmanager
+    def worker_store(self) -> Iterator[Store]:
+        """A `Store` of the app's database for the calling thread worker, closed when the block ends.
+
+        sqlite connections are per thread, so each worker opens its own; this is the one place that does it."""
+        from engine.store import Store
+
+        store = Store(self.db_path)
+        try:
+            yield store
+        finally:
+            store.close()
 
     @property
     def main(self) -> Screen:

@@ -101,6 +101,8 @@ def test_paired_matches_episodes_and_falls_back_across_conditions():
     assert p["p_value"] == pytest.approx(2 / 32)
     revealed = [traj(True, [{}], seed=i, condition="revealed") for i in range(6)]
     assert metrics.paired(b, revealed)["pairs"] == 6
+    across = metrics.paired(b, revealed)  # matched without the condition: seed 0 both won, seeds 1-5 only B
+    assert (across["both"], across["only_a"], across["only_b"], across["neither"]) == (1, 0, 5, 0)
     assert not math.isnan(p["p_value"])
 
 

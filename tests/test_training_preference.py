@@ -10,6 +10,7 @@ from transformers import TrainerCallback
 
 from engine.training import preference, runs
 from engine.training.config import load_config
+from tests.training_rows import write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +30,8 @@ class SeeArgs(TrainerCallback):
 
 
 def train(tmp_path: Path, store, method: str, rows: list[dict], callbacks: list | None = None, **settings) -> dict:
-    data = tmp_path / f"{method}.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = load_config(None, dict(method=method, data=str(data), output=str(tmp_path / method), max_steps=1,
+    data = write_rows(tmp_path / f"{method}.jsonl", rows)
+    cfg = load_config(None, dict(method=method, data=data, output=str(tmp_path / method), max_steps=1,
                                  batch_size=2, max_seq_len=48, save_steps=10, lora_r=4, lora_alpha=8, cpu_threads=1,
                                  **settings))
     return preference.train(cfg, store, callbacks=callbacks)

@@ -9,7 +9,6 @@ GPU: every test here skips cleanly without CUDA (and the QLoRA one without bitsa
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from transformers import TrainerCallback
 from engine.llm.base import GenerationOptions
 from engine.training import runs, sft
 from engine.training.config import load_config
+from tests.training_rows import chat_rows, write_rows
 
 CUDA = torch.cuda.is_available()
 BNB = importlib.util.find_spec("bitsandbytes") is not None
@@ -45,22 +45,9 @@ class SeeModel(TrainerCallback):
             self.dtypes.add(str(p.dtype))
 
 
-def persuader_rows(n: int) -> list[dict[str, Any]]:
-    """Short chatml rows in the persuader's reply format (MOVES / MESSAGE)."""
-    return [
-        {"messages": [
-            {"role": "system", "content": f"You persuade the other player to choose proposal A. Turn {i % 3 + 1}."},
-            {"role": "user", "content": "What do you propose?"},
-            {"role": "assistant", "content": f"MOVES: disclose A.cost=-1\nMESSAGE: A costs the least of all ({i})."},
-        ]}
-        for i in range(n)
-    ]
-
-
 def train_tiny(tmp_path: Path, store, qlora: bool) -> tuple[dict[str, Any], SeeModel]:
-    data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in persuader_rows(16)))
-    cfg = load_config(None, dict(data=str(data), output=str(tmp_path / "models" / "tiny"), qlora=qlora, max_steps=4,
+    data = write_rows(tmp_path / "train.jsonl", chat_rows(16))
+    cfg = load_config(None, dict(data=data, output=str(tmp_path / "models" / "tiny"), qlora=qlora, max_steps=4,
                                  batch_size=4, grad_accum=1, max_seq_len=128, save_steps=4, lora_r=8, lora_alpha=16))
     seen = SeeModel()
     return sft.train(cfg, store, callbacks=[seen]), seen

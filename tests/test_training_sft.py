@@ -12,30 +12,15 @@ from transformers import TrainerCallback
 from engine.errors import LabError
 from engine.training import runs, sft
 from engine.training.config import load_config
+from tests.training_rows import chat_rows, write_rows
 
 pytestmark = pytest.mark.slow
 
 
 
-def chat_rows(n: int) -> list[dict]:
-    return [
-        {"messages": [
-            {"role": "system", "content": f"Persuade them to choose A. Turn {i % 3 + 1}."},
-            {"role": "user", "content": "The conversation starts."},
-            {"role": "assistant", "content": f"MOVES: disclose A.cost=-1\nMESSAGE: A costs less ({i})."},
-        ]}
-        for i in range(n)
-    ]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
 def tiny(tmp_path: Path, **overrides) -> dict:
     """Two steps of two short rows; one torch thread: two threads on cores shared with other jobs spin-wait."""
-    values = dict(data=write_jsonl(tmp_path / "train.jsonl", chat_rows(4)), output=str(tmp_path / "models" / "tiny"),
+    values = dict(data=write_rows(tmp_path / "train.jsonl", chat_rows(4)), output=str(tmp_path / "models" / "tiny"),
                   max_steps=2, batch_size=2, max_seq_len=48, save_steps=1, lora_r=4, lora_alpha=8, cpu_threads=1)
     return values | overrides
 
@@ -133,13 +118,13 @@ def test_replies_lost_to_max_seq_len_are_counted(tmp_path, store):
     rows = chat_rows(4)
     rows[0]["messages"][0]["content"] = "A very long scenario. " * 40  # its reply cannot fit in 64 tokens
     said: list[str] = []
-    values = tiny(tmp_path, data=write_jsonl(tmp_path / "mixed.jsonl", rows), max_steps=1, max_seq_len=64)
+    values = tiny(tmp_path, data=write_rows(tmp_path / "mixed.jsonl", rows), max_steps=1, max_seq_len=64)
     sft.train(load_config(None, values), store, say=said.append)
     assert said == ["note: 1 of 4 lost their whole reply to the cut and are left out (raise --max-seq-len to keep them)"]
 
 
 def test_eval_data_rows_are_apart_from_training_steps(tmp_path, store):
-    values = tiny(tmp_path, max_steps=1, eval_data=write_jsonl(tmp_path / "val.jsonl", chat_rows(2)))
+    values = tiny(tmp_path, max_steps=1, eval_data=write_rows(tmp_path / "val.jsonl", chat_rows(2)))
     result = sft.train(load_config(None, values), store)
     steps = runs.steps(store, result["run_id"])
     train = [s for s in steps if s["loss"] is not None]

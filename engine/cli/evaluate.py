@@ -10,6 +10,7 @@ from engine.cli.common import console, open_store, progress
 from engine.errors import LabError
 from engine.evaluation import EvalConfig, RunResult, evaluate
 from engine.game import Episode
+from engine.leaderboard import build, entries_for_runs, num, pct, table, write
 from engine.store import Store
 
 
@@ -67,11 +68,7 @@ def _play(store: Store, config: EvalConfig, name: str | None, concurrency: int) 
 
 
 def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def _num(x: float | None, digits: int = 2) -> str:
-    return "–" if x is None else f"{round(x, digits)}"
+    return pct(x, 1)
 
 
 def _success(s: dict) -> str:
@@ -89,10 +86,10 @@ def _summary_lines(res: RunResult) -> list[str]:
         lines.append(f"  {condition:<12} {_success(sub['success'])}")
     moves = r.get("moves") or {}
     return lines + [
-        f"turns to win   mean {_num(t['mean'])}, median {_num(t['median'], 1)}",
+        f"turns to win   mean {num(t['mean'])}, median {num(t['median'], 1)}",
         f"pref. align.   final {_pct(pa['final'])}  (belief on {_pct(pa['coverage'])} of turns)",
         "  by turn      " + (" ".join(f"{i}:{_pct(v)}" for i, v in pa["by_turn"].items()) or "–"),
-        f"counterfact.   choice accuracy {_pct(cf['choice_accuracy'])}, Brier {_num(cf['brier'], 3)}",
+        f"counterfact.   choice accuracy {_pct(cf['choice_accuracy'])}, Brier {num(cf['brier'], 3)}",
         f"moves          on {_pct(moves.get('rate'))} of turns  unparseable replies {r['unparseable']}  lies {r['violations']}",
         f"errored {r['errored']} (not in the rates)  tokens {r['usage']['input_tokens']}+{r['usage']['output_tokens']}  "
         f"cost ${r['usage']['cost_usd']:.4f}",
@@ -118,8 +115,6 @@ def _slug(text: str) -> str:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from engine.leaderboard import build, entries_for_runs, table, write
-
     store = open_store(args)
     names = list(args.runs)
     if args.models:

@@ -145,12 +145,9 @@ def list_runs(args: argparse.Namespace) -> int:
     for name in ("base model", "data", "when (UTC)"):
         table.add_column(name, no_wrap=True, overflow="ellipsis")
     for r in rows:
-        last = store.db.execute(  # the newest training loss: evaluation rows carry none
-            "SELECT MAX(step), (SELECT loss FROM training_steps WHERE run_id = ?1 AND loss IS NOT NULL "
-            "ORDER BY id DESC LIMIT 1) FROM training_steps WHERE run_id = ?1", [r["id"]]
-        ).fetchone()
-        steps = f"{last[0] or 0}/{r['total_steps'] or '?'}"
-        loss = f"{last[1]:.4f}" if last[1] is not None else "-"
+        step, last_loss = runs.latest_step(store, r["id"])
+        steps = f"{step}/{r['total_steps'] or '?'}"
+        loss = f"{last_loss:.4f}" if last_loss is not None else "-"
         table.add_row(r["id"], r["status"], f"{r['backend']}/{r['method']}", steps, loss, _short(r["base_model"], 20),
                       _short(r["data_path"], 20), r["created_at"][5:16].replace("T", " "))
     console.print(table)

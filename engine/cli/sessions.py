@@ -10,7 +10,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from engine.cli.common import console, open_store
-from engine.store import session_trajectory
+from engine.store import session_outcome, session_trajectory
 from engine.transcript import markdown
 
 
@@ -56,8 +56,7 @@ def list_sessions(args: argparse.Namespace) -> int:
     table.add_column("kind", no_wrap=True, overflow="ellipsis")
     table.add_column("when (UTC)", no_wrap=True, overflow="ellipsis")
     for r in rows:
-        outcome = r["status"] if r["success"] is None else ("success" if r["success"] else "failure")
-        table.add_row(r["id"], outcome, str(r["n_turns"]), r["scenario_id"], r["persuader"],
+        table.add_row(r["id"], session_outcome(r), str(r["n_turns"]), r["scenario_id"], r["persuader"],
                       f"{r['target']}/{r['personality']}", r["kind"], r["created_at"][5:16].replace("T", " "))
     console.print(table)
     console.print(f"{len(rows)} of {store.count_sessions(**filters)} session(s) in {store.path}")

@@ -12,7 +12,7 @@ A message with no brackets is an `appeal` in free text. A bad move is explained 
 
 from __future__ import annotations
 
-from engine.game import Persuader, PersuaderTurn, PersuaderView
+from engine.game import HUMAN_BRIEF_HEADER, Persuader, PersuaderTurn, PersuaderView
 from engine.moves import MoveSyntaxError, parse_moves
 from engine.prompts import MOVE_HELP
 from engine.scenario import Scenario, fact_key
@@ -59,7 +59,7 @@ class HumanPersuader(Persuader):
     def act(self, view: PersuaderView) -> PersuaderTurn:
         lines = []
         if view.turn == 1:
-            lines += ["== Your brief ==", persuader_brief(view), ""]
+            lines += [HUMAN_BRIEF_HEADER, persuader_brief(view), ""]
         elif view.history:
             last = view.history[-1]
             if last.refused:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.errors import LabError
-from engine.game import Statement, Target, TargetReply
+from engine.game import HUMAN_BRIEF_HEADER, Statement, Target, TargetReply
 from engine.moves import Move
 from engine.rules import best, values
 from engine.scenario import Scenario, fact_key
@@ -52,7 +52,7 @@ class HumanTarget(Target):
         lines = []
         if not self._shown_brief:
             self._shown_brief = True
-            lines += ["== Your brief ==", self.brief(), HELP, ""]
+            lines += [HUMAN_BRIEF_HEADER, self.brief(), HELP, ""]
         lines.append(f"[turn {turn}] {self.scenario.persuader_role}: {message}")
         if facts:
             lines.append("  (stated as facts: " + "; ".join(self.scenario.fact_sentence(f) for f in facts) + ")")

@@ -9,7 +9,6 @@ last checkpoint, which `--resume` continues from.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -115,12 +114,12 @@ def training_kwargs(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
     return kwargs
 
 
-BuildTrainer = Callable[[Any, Any, list[Any]], Any]
+BuildTrainer = Callable[[Any, Any, list[Any]], Any]  # (model, tokenizer, callbacks) -> a trl trainer
 Echo = Callable[[dict[str, Any], int], None]
 Say = Callable[[str], None]
 
 
-def check_dataset(trainer: Any, cfg: TrainConfig, n_rows: int | None, say: Say | None) -> None:
+def check_dataset(trainer: Any, cfg: TrainConfig, n_rows: int, say: Say | None) -> None:
     """Say what --max-seq-len did to the data before any step is spent on it.
 
     trl cuts every example at `max_length` from the end, so a long scenario prompt can push the reply out:
@@ -134,7 +133,7 @@ def check_dataset(trainer: Any, cfg: TrainConfig, n_rows: int | None, say: Say |
     if kept == 0:
         raise LabError(f"{cfg.data}: no example keeps any of its reply within --max-seq-len {cfg.max_seq_len} "
                        "(each is cut from the end and loses the reply it should learn); raise --max-seq-len")
-    if say is None or n_rows is None or cfg.packing:
+    if say is None or cfg.packing:
         return
     dropped = n_rows - kept
     columns = getattr(dataset, "column_names", None) or []
@@ -160,23 +159,43 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_training(cfg: TrainConfig, store: Store, build: BuildTrainer, *, resume: str | None = None,
-                 extra_callbacks: list[Any] | None = None, echo: Echo | None = None, say: Say | None = None,
-                 n_rows: int | None = None) -> dict[str, Any]:
-    """Load, train, save and record one run. `build(model, tokenizer, callbacks)` returns the trl trainer.
+TrainerParts = Callable[[TrainConfig], tuple[Any, Any, dict[str, Any]]]
 
-    `n_rows` (the training file's examples) lets `say` report the ones --max-seq-len cost.
+
+def run_training(cfg: TrainConfig, store: Store, parts: TrainerParts, *, resume: str | None = None,
+                 callbacks: list[Any] | None = None, echo: Echo | None = None,
+                 say: Say | None = None) -> dict[str, Any]:
+    """Check, read the data, load, train, save and record one run.
+
+    `parts(cfg)` names the method's trl config class, trainer class and its own arguments (SFT in `sft.py`,
+    KTO/DPO in `preference.py`); everything else is the same for every method and lives here.
     Returns {"run_id", "output", "metrics", "model_id"}.
     """
+    from engine.training.data import load_rows
+
     check_environment(cfg)
+    train_rows = load_rows(cfg.data, cfg.method)
+    eval_rows = load_rows(cfg.eval_data, cfg.method) if cfg.eval_data else None
+
+    def build(model, tokenizer, cbs: list[Any]):
+        from datasets import Dataset
+
+        config_class, trainer_class, method_kwargs = parts(cfg)
+        args = config_class(**training_kwargs(cfg, eval_rows is not None), **method_kwargs)
+        return trainer_class(
+            model=model, args=args, processing_class=tokenizer, peft_config=lora_config(cfg),
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, callbacks=cbs,
+        )
+
     with cpu_threads(cfg.cpu_threads), warnings.catch_warnings():
         # trl still calls transformers' renamed `is_gradient_checkpointing`: a warning the user can do nothing about
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        return _run(cfg, store, build, resume, extra_callbacks, echo, say, n_rows)
+        return _run(cfg, store, build, resume, callbacks, echo, say, len(train_rows))
 
 
 def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None,
-         extra_callbacks: list[Any] | None, echo: Echo | None, say: Say | None, n_rows: int | None) -> dict[str, Any]:
+         extra_callbacks: list[Any] | None, echo: Echo | None, say: Say | None, n_rows: int) -> dict[str, Any]:
     main = is_main_process()
     run_id, checkpoint = None, None
     if resume:
@@ -198,10 +217,7 @@ def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None
     model, tokenizer, base_path = load_base(cfg)
     if main:
         if run_id:
-            done = int(Path(checkpoint).name.rsplit("-", 1)[-1])
-            with store.transaction():  # steps after the checkpoint are trained again: drop their old rows
-                store.db.execute("DELETE FROM training_steps WHERE run_id = ? AND step > ?", [run_id, done])
-            runs.resume_run(store, run_id)
+            runs.resume_run(store, run_id, from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]))
         else:
             run_id = runs.start_run(store, cfg.to_dict(), backend="local", method=cfg.method, base_model=cfg.model,
                                     data_path=cfg.data, output_dir=cfg.output, name=cfg.name)
@@ -232,15 +248,7 @@ def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None
     if not main:
         return out
     tokenizer.save_pretrained(cfg.output)
-    metrics = dict(result.metrics)
-    logged = runs.steps(store, run_id)
-    losses = [r["loss"] for r in logged if r["loss"] is not None]
-    if losses:
-        metrics.update(first_loss=losses[0], last_loss=losses[-1])
-    eval_losses = [json.loads(r["logs_json"] or "{}").get("eval_loss") for r in logged if r["loss"] is None]
-    eval_losses = [x for x in eval_losses if isinstance(x, (int, float))]
-    if eval_losses:  # --eval-data: the held-out loss at the end, next to the training loss
-        metrics["last_eval_loss"] = eval_losses[-1]
+    metrics = dict(result.metrics) | runs.loss_summary(store, run_id)
     metrics["global_step"] = trainer.state.global_step
     runs.finish_run(store, run_id, metrics)
     out["metrics"] = metrics

@@ -151,9 +151,7 @@ def _record(store: Store, run_id: str, event, say: Say) -> None:
 
 def _finish(store: Store, run_id: str, job, say: Say) -> dict[str, Any]:
     metrics: dict[str, Any] = {"job_id": job.id, "status": job.status, "trained_tokens": job.trained_tokens}
-    losses = [r["loss"] for r in runs.steps(store, run_id) if r["loss"] is not None]
-    if losses:
-        metrics.update(first_loss=losses[0], last_loss=losses[-1])
+    metrics |= runs.loss_summary(store, run_id)
     if job.status != "succeeded":
         reason = job.error.message if job.error and job.error.message else f"the job was {job.status}"
         code = f" ({job.error.code})" if job.error and job.error.code else ""

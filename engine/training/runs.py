@@ -47,8 +47,12 @@ def update_run(store: Store, run_id: str, **fields: Any) -> None:
         store.db["training_runs"].update(run_id, fields)
 
 
-def resume_run(store: Store, run_id: str) -> None:
-    """The run is being trained again, by this process."""
+def resume_run(store: Store, run_id: str, from_step: int | None = None) -> None:
+    """The run is being trained again, by this process; steps after `from_step` (its checkpoint) are trained
+    again, so their old rows go."""
+    if from_step is not None:
+        with store.transaction():
+            store.db.execute("DELETE FROM training_steps WHERE run_id = ? AND step > ?", [run_id, from_step])
     update_run(store, run_id, status="running", pid=os.getpid(), error=None)
 
 
@@ -128,6 +132,29 @@ def steps(store: Store, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
     ))
 
 
+def loss_summary(store: Store, run_id: str) -> dict[str, float]:
+    """first_loss and last_loss of the logged training steps, and last_eval_loss when --eval-data was used."""
+    logged = steps(store, run_id)
+    out: dict[str, float] = {}
+    losses = [r["loss"] for r in logged if r["loss"] is not None]
+    if losses:
+        out.update(first_loss=losses[0], last_loss=losses[-1])
+    eval_losses = [json.loads(r["logs_json"] or "{}").get("eval_loss") for r in logged if r["loss"] is None]
+    eval_losses = [x for x in eval_losses if isinstance(x, (int, float))]
+    if eval_losses:
+        out["last_eval_loss"] = eval_losses[-1]
+    return out
+
+
+def latest_step(store: Store, run_id: str) -> tuple[int, float | None]:
+    """The newest logged step and the newest training loss (evaluation rows carry none)."""
+    step, loss = store.db.execute(
+        "SELECT MAX(step), (SELECT loss FROM training_steps WHERE run_id = ?1 AND loss IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1) FROM training_steps WHERE run_id = ?1", [run_id]
+    ).fetchone()
+    return step or 0, loss
+
+
 def run_config(row: dict[str, Any]) -> dict[str, Any]:
     return json.loads(row["config_json"] or "{}")
 
@@ -157,7 +184,7 @@ def register_model(store: Store, *, name: str, kind: str, base_model: str, path:
     return model_id
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     seconds = int(seconds)
@@ -179,4 +206,4 @@ def format_step(row: dict[str, Any], total_steps: int | None = None) -> str:
         return f"step {row.get('step')}{of}  eval loss {logs['eval_loss']:.4f}"
     return (f"step {row.get('step')}{of}  loss {num('loss', '.4f')}  lr {num('learning_rate', '.2e')}  "
             f"grad {num('grad_norm', '.3f')}  {num('tokens_per_s', '.0f')} tok/s  epoch {num('epoch', '.2f')}  "
-            f"eta {_duration(row.get('eta_s'))}")
+            f"eta {duration(row.get('eta_s'))}")

@@ -2,7 +2,7 @@
 
 Rows become conversational prompt/completion (`data.to_prompt_completion`), so the SFTTrainer applies the chat
 template and masks the prompt (`completion_only_loss`): the model learns to write the persuader's reply, not to
-repeat the scenario.
+repeat the scenario. The run itself (data, model, callbacks, store) is `loop.run_training`.
 """
 
 from __future__ import annotations
@@ -12,27 +12,15 @@ from typing import Any
 from engine.store import Store
 from engine.training import loop
 from engine.training.config import TrainConfig
-from engine.training.data import load_rows
+
+
+def trainer_parts(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
+    from trl import SFTConfig, SFTTrainer
+
+    return SFTConfig, SFTTrainer, {"packing": cfg.packing, "completion_only_loss": True}
 
 
 def train(cfg: TrainConfig, store: Store, *, resume: str | None = None,
           callbacks: list[Any] | None = None, echo: loop.Echo | None = None,
           say: loop.Say | None = None) -> dict[str, Any]:
-    loop.check_environment(cfg)
-    train_rows = load_rows(cfg.data, "sft")
-    eval_rows = load_rows(cfg.eval_data, "sft") if cfg.eval_data else None
-
-    def build(model, tokenizer, cbs):
-        from datasets import Dataset
-        from trl import SFTConfig, SFTTrainer
-
-        args = SFTConfig(**loop.training_kwargs(cfg, eval_rows is not None), packing=cfg.packing,
-                         completion_only_loss=True)
-        return SFTTrainer(
-            model=model, args=args, processing_class=tokenizer, peft_config=loop.lora_config(cfg),
-            train_dataset=Dataset.from_list(train_rows),
-            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, callbacks=cbs,
-        )
-
-    return loop.run_training(cfg, store, build, resume=resume, extra_callbacks=callbacks, echo=echo, say=say,
-                             n_rows=len(train_rows))
+    return loop.run_training(cfg, store, trainer_parts, resume=resume, callbacks=callbacks, echo=echo, say=say)

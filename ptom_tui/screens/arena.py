@@ -20,11 +20,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 from textual.worker import Worker, get_current_worker
 
+from engine.game import HUMAN_BRIEF_HEADER
 from ptom_tui.widgets.belief import BeliefPanel
 from ptom_tui.widgets.transcript import Transcript
 
 CONDITIONS = ("hidden", "revealed")
-BRIEF_MARK = "== Your brief =="  # how engine's human players start their first prompt
 
 
 def reply_hint(prompt_lines: list[str], persuader: bool) -> str:
@@ -232,16 +232,14 @@ class ArenaPane(Vertical):
         from engine.errors import LabError
         from engine.players import make_persuader, make_target
         from engine.scenario import ScenarioLibrary
-        from engine.store import Store, StoreListener
+        from engine.store import StoreListener
 
         worker = get_current_worker()
-        store = Store(self.app.db_path)
         try:
             scenario = ScenarioLibrary().get(s["scenario"])
             persuader = make_persuader(s["persuader"])
             target = make_target(s["target"])
         except LabError as exc:
-            store.close()
             self.app.call_from_thread(self._failed, str(exc))
             return "error"
         if hasattr(target, "ask"):  # a human at the keyboard: the worker waits for the Input
@@ -250,15 +248,14 @@ class ArenaPane(Vertical):
             persuader.ask = self._asker(worker, persuader)
         if hasattr(persuader, "on_text"):
             persuader.on_text = self._streamer(worker)
-        try:
-            episode = play(
-                scenario, persuader, target, personality=s["personality"], condition=s["condition"],
-                seed=s["seed"], kind="arena", listeners=[StoreListener(store), _UIListener(self)],
-            )
-        except KeyboardInterrupt:
-            return "interrupted"
-        finally:
-            store.close()
+        with self.app.worker_store() as store:
+            try:
+                episode = play(
+                    scenario, persuader, target, personality=s["personality"], condition=s["condition"],
+                    seed=s["seed"], kind="arena", listeners=[StoreListener(store), _UIListener(self)],
+                )
+            except KeyboardInterrupt:
+                return "interrupted"
         return episode.status
 
     def _asker(self, worker: Worker, player: Any) -> Callable[[str], str]:
@@ -322,8 +319,8 @@ class ArenaPane(Vertical):
         the block under the brief mark in its first prompt, kept for the later turns."""
         lines = prompt.split("\n")
         is_persuader = not brief  # a human target always has a brief; a human persuader's is in its prompt
-        if BRIEF_MARK in lines:  # the brief goes to the side panel; keep the prompt to this turn
-            start = lines.index(BRIEF_MARK) + 1
+        if HUMAN_BRIEF_HEADER in lines:  # the brief goes to the side panel; keep the prompt to this turn
+            start = lines.index(HUMAN_BRIEF_HEADER) + 1
             end = lines.index("", start) if "" in lines[start:] else len(lines)
             block = lines[start:end]
             if brief:  # keep what the block adds to the target's brief: how to answer

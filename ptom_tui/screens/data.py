@@ -1,7 +1,8 @@
 """Data: pick or generate a trajectory file, see its stats, preview a conversation, run prepare.
 
 Everything is helper code from `engine/`: `trajectories.read_trajectories/summarise/generate_trajectories`
-and `dataprep.turn_examples/sft_row/kto_row/prepare`. Reading, generating and preparing run in thread workers.
+and `dataprep.turn_examples/sft_row/kto_row/prepare`. Reading, previewing (DPO pairs scan the file), generating and
+preparing run in thread workers.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.console import RenderableType
 from rich.markdown import Markdown
 from rich.syntax import Syntax
 from rich.text import Text
@@ -19,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select
+from textual.worker import get_current_worker
 
 FORMATS = ("transcript", "chatml", "sharegpt", "openai", "kto", "dpo")
 PREPARE_FORMATS = ("chatml", "sharegpt", "openai", "kto", "dpo")
@@ -120,42 +123,27 @@ class DataPane(Vertical):
     @on(Input.Submitted, "#data-index")
     @on(Select.Changed, "#data-format")
     def preview(self) -> None:
-        log = self.query_one("#data-preview", RichLog)
-        log.clear()
-        log.scroll_home(animate=False)
         if not self.trajectories:
+            self._show_preview([])
             return
         text = self._value("#data-index")
         i = min(max(int(text) if text.isdigit() else 1, 1), len(self.trajectories)) - 1
-        traj, fmt = self.trajectories[i], self._value("#data-format")
-        if fmt == "transcript":
-            from engine.transcript import markdown
+        self.build_preview(self.trajectories, i, self._value("#data-format"))
 
-            log.write(Markdown(markdown(traj)))
-            return
-        from engine.dataprep import dpo_pairs, dpo_row, kto_row, sft_row, turn_examples
-        from engine.errors import LabError
+    @work(thread=True, exclusive=True, group="data-preview", exit_on_error=False)
+    def build_preview(self, trajectories: list[dict[str, Any]], i: int, fmt: str) -> None:
+        """The rows of one conversation, built off the UI thread: DPO pairs it against up to 500 others.
+        A newer preview cancels this one, and a cancelled one shows nothing."""
+        items = _preview_items(trajectories, i, fmt)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_preview, items)
 
-        try:
-            if fmt == "dpo":  # pairs come from conversations that share a state: pair this one against the file
-                mine = turn_examples(traj)
-                others = [ex for t in self.trajectories[:500] if t is not traj for ex in turn_examples(t)]
-                keys = {id(ex) for ex in mine}
-                rows = [dpo_row(a, b) for a, b, _, _ in dpo_pairs([*mine, *others])
-                        if id(a) in keys or id(b) in keys][:20]
-            else:
-                rows = [kto_row(ex) if fmt == "kto" else sft_row(ex, fmt) for ex in turn_examples(traj)]
-        except (LabError, KeyError, ValueError, TypeError) as exc:  # an odd line: explain, keep the lab up
-            log.write(f"conversation {i + 1} cannot become {fmt} rows: {type(exc).__name__}: {exc}")
-            return
-        what = ("pair(s) where one of its moves beat another from the same state (first 20)" if fmt == "dpo"
-                else "row(s), one per persuader turn")
-        log.write(f"conversation {i + 1} as {fmt}: {len(rows)} {what}")
-        if fmt == "dpo" and not rows:
-            log.write("DPO pairs need conversations that reach the same state (same scenario, personality and "
-                      "seed) and then differ: generate several with different planner settings into one file.")
-        for row in rows:
-            log.write(Syntax(json.dumps(row, ensure_ascii=False, indent=1), "json", word_wrap=True))
+    def _show_preview(self, items: list[RenderableType]) -> None:
+        log = self.query_one("#data-preview", RichLog)
+        log.clear()  # here, not when asked: whatever an older preview wrote just before goes too
+        log.scroll_home(animate=False)
+        for item in items:
+            log.write(item)
 
     # ----- generate ---------------------------------------------------------------------------------------
     @on(Button.Pressed, "#data-generate")
@@ -173,24 +161,21 @@ class DataPane(Vertical):
     def generate(self, path: str, n: int, repeats: int = 1) -> None:
         import uuid
 
-        from engine.store import Store
         from engine.trajectories import BatchStoreWriter, GenerationPlan, generate_trajectories
 
         bar = self.query_one(ProgressBar)
         self.app.call_from_thread(bar.update, total=n, progress=0)
-        store = Store(self.app.db_path)
         run_id = f"generate-tui-{uuid.uuid4().hex[:8]}"
         try:
-            with open(path, "w", encoding="utf-8") as fh:
-                for episode in generate_trajectories(GenerationPlan(n=n, repeats=repeats), [BatchStoreWriter(store)], {"run_id": run_id}):
+            with self.app.worker_store() as store, open(path, "w", encoding="utf-8") as fh:
+                plan = GenerationPlan(n=n, repeats=repeats)
+                for episode in generate_trajectories(plan, [BatchStoreWriter(store)], {"run_id": run_id}):
                     if episode.status == "finished" and episode.outcome is not None:
                         fh.write(json.dumps(episode.to_trajectory(), ensure_ascii=False) + "\n")
                     self.app.call_from_thread(bar.advance, 1)
         except OSError as exc:
             self.app.call_from_thread(self.app.notify, f"Cannot write {path}: {exc}", severity="error")
             return
-        finally:
-            store.close()
         self.app.call_from_thread(self.app.notify, f"Generated {n} conversation(s) into {path}.")
         self.app.call_from_thread(self.app.sessions_changed)
         self.app.call_from_thread(self.find_files)
@@ -205,7 +190,6 @@ class DataPane(Vertical):
     def prepare(self, source: str, output: str, fmt: str) -> None:
         from engine.dataprep import PrepareOptions, prepare, record_dataset
         from engine.errors import LabError
-        from engine.store import Store
 
         bar = self.query_one(ProgressBar)
         self.app.call_from_thread(bar.update, total=None, progress=0)  # until prepare has read the file
@@ -216,11 +200,8 @@ class DataPane(Vertical):
 
         try:
             prepared = prepare(PrepareOptions(input=source, output=output, format=fmt, skip_bad=True), on_progress)
-            store = Store(self.app.db_path)
-            try:
+            with self.app.worker_store() as store:
                 ids = record_dataset(store, prepared, fmt)
-            finally:
-                store.close()
         except (LabError, OSError) as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title="Prepare failed", severity="error", timeout=10)
             self.app.call_from_thread(bar.update, total=1, progress=0)
@@ -231,6 +212,37 @@ class DataPane(Vertical):
         message = f"Prepared {fmt} rows from {source}: {files}; dataset {', '.join(ids)}."
         self.app.call_from_thread(self.query_one("#data-stats", Label).update, Text(message))  # stays after the toast
         self.app.call_from_thread(self.app.notify, message, timeout=10)
+
+
+def _preview_items(trajectories: list[dict[str, Any]], i: int, fmt: str) -> list[RenderableType]:
+    """Conversation `i` of the file as `fmt`: its transcript, or its training rows from `engine.dataprep`."""
+    traj = trajectories[i]
+    if fmt == "transcript":
+        from engine.transcript import markdown
+
+        return [Markdown(markdown(traj))]
+    from engine.dataprep import dpo_pairs, dpo_row, kto_row, sft_row, turn_examples
+    from engine.errors import LabError
+
+    try:
+        if fmt == "dpo":  # pairs come from conversations that share a state: pair this one against the file
+            mine = turn_examples(traj)
+            others = [ex for t in trajectories[:500] if t is not traj for ex in turn_examples(t)]
+            keys = {id(ex) for ex in mine}
+            rows = [dpo_row(a, b) for a, b, _, _ in dpo_pairs([*mine, *others])
+                    if id(a) in keys or id(b) in keys][:20]
+        else:
+            rows = [kto_row(ex) if fmt == "kto" else sft_row(ex, fmt) for ex in turn_examples(traj)]
+    except (LabError, KeyError, ValueError, TypeError) as exc:  # an odd line: explain, keep the lab up
+        return [f"conversation {i + 1} cannot become {fmt} rows: {type(exc).__name__}: {exc}"]
+    what = ("pair(s) where one of its moves beat another from the same state (first 20)" if fmt == "dpo"
+            else "row(s), one per persuader turn")
+    items: list[RenderableType] = [f"conversation {i + 1} as {fmt}: {len(rows)} {what}"]
+    if fmt == "dpo" and not rows:
+        items.append("DPO pairs need conversations that reach the same state (same scenario, personality and "
+                     "seed) and then differ: generate several with different planner settings into one file.")
+    items += [Syntax(json.dumps(row, ensure_ascii=False, indent=1), "json", word_wrap=True) for row in rows]
+    return items
 
 
 class Confirm(ModalScreen[bool]):

@@ -75,16 +75,13 @@ class EvaluationPane(Vertical):
 
     @work(thread=True, exclusive=True, group="eval-poll", exit_on_error=False)
     def read_store(self) -> None:
-        from engine.store import Store
-
-        store = Store(self.app.db_path)
-        try:
+        # NOTE: raw SQL on `eval_runs`; engine/evaluation.py has `find_run` but no listing of runs with their
+        # progress. A `list_runs(store, limit)` there (as engine/training/runs.py has) would own this query.
+        with self.app.worker_store() as store:
             runs = list(store.db.query("SELECT * FROM eval_runs ORDER BY created_at DESC LIMIT 200"))
             done = {r["run_id"]: r["n"] for r in store.db.query(
                 "SELECT run_id, count(*) AS n FROM sessions WHERE run_id IN "
                 "(SELECT id FROM eval_runs WHERE status = 'running') AND status != 'running' GROUP BY run_id")}
-        finally:
-            store.close()
         self.app.call_from_thread(self._show, runs, done)
 
     def _show(self, runs: list[dict[str, Any]], done: dict[str, int]) -> None:

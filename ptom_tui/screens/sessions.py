@@ -21,6 +21,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 from textual.worker import get_current_worker
 
+from engine.store import session_outcome
 from ptom_tui.widgets.belief import BeliefPanel
 from ptom_tui.widgets.transcript import Transcript
 
@@ -29,14 +30,10 @@ KINDS = ("arena", "play", "evaluate", "generate", "import")
 COLUMNS = ("id", "outcome", "turns", "scenario", "persuader", "target", "kind", "when (UTC)")
 
 
-def outcome_of(row: dict[str, Any]) -> str:
-    return row["status"] if row["success"] is None else ("success" if row["success"] else "failure")
-
-
 def row_cells(row: dict[str, Any]) -> tuple[Any, ...]:
-    colour = {"success": "green", "failure": "red"}.get(outcome_of(row), "yellow")
+    colour = {"success": "green", "failure": "red"}.get(session_outcome(row), "yellow")
     return (
-        row["id"], Text(outcome_of(row), style=colour), str(row["n_turns"] or 0), row["scenario_id"] or "",
+        row["id"], Text(session_outcome(row), style=colour), str(row["n_turns"] or 0), row["scenario_id"] or "",
         row["persuader"] or "", f"{row['target']}/{row['personality']}", row["kind"] or "",
         (row["created_at"] or "")[5:16].replace("T", " "),
     )
@@ -115,18 +112,13 @@ class SessionsPane(Vertical):
     def load_page(self, filters: dict[str, Any], offset: int) -> None:
         """The page first, then the count (a full scan at 100,000 sessions): rows show without waiting for it.
         A newer query cancels this one; a cancelled worker posts nothing, so typing never shows stale rows."""
-        from engine.store import Store
-
         worker = get_current_worker()
-        store = Store(self.app.db_path)
-        try:
+        with self.app.worker_store() as store:
             rows = store.list_sessions(**filters, limit=PAGE, offset=offset)
             if worker.is_cancelled:
                 return
             self.app.call_from_thread(self._show_rows, rows, offset)
             total = store.count_sessions(**filters)
-        finally:
-            store.close()
         if not worker.is_cancelled:
             self.app.call_from_thread(self._show_total, total, offset, len(rows))
 
@@ -183,11 +175,18 @@ class SessionsPane(Vertical):
 
     def action_archive(self) -> None:
         session_id = self.selected_id()
-        if not session_id:
-            return
-        self.app.main_store.archive(session_id)
-        self.app.notify(f"Archived {session_id} (ptom-lab sessions archive --undo {session_id} restores it).")
-        self.refresh_rows()
+        if session_id:
+            self.archive(session_id)
+
+    @work(thread=True, group="sessions-archive", exit_on_error=False)
+    def archive(self, session_id: str) -> None:
+        """A write waits for the database lock (up to 30 s) while a game or an evaluation is writing: not on the
+        UI thread."""
+        with self.app.worker_store() as store:
+            store.archive(session_id)
+        self.app.call_from_thread(
+            self.app.notify, f"Archived {session_id} (ptom-lab sessions archive --undo {session_id} restores it).")
+        self.app.call_from_thread(self.refresh_rows)
 
 
 class ReplayScreen(Screen):

@@ -8,6 +8,7 @@ never shares the UI's process, and it records itself in the store like any other
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +24,6 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, RichLo
 from textual_plotext import PlotextPlot
 
 POLL_S = 1.0
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 class TrainingPane(Vertical):
@@ -65,25 +59,21 @@ class TrainingPane(Vertical):
     @work(thread=True, exclusive=True, group="training-poll", exit_on_error=False)
     def read_store(self, run_id: str | None, after: int) -> None:
         from engine.errors import LabError
-        from engine.store import Store
         from engine.training import runs
 
-        store = Store(self.app.db_path)
-        try:
+        with self.app.worker_store() as store:
             listing = runs.list_runs(store, 50)
             try:
                 run = runs.get_run(store, run_id) if run_id else None
             except LabError:  # deleted meanwhile: follow the newest again
                 run, self.auto = None, True
             new = runs.steps(store, run_id, after) if run else []
-        finally:
-            store.close()
         log_line = _log_tail(Path(run["output_dir"]) / "train.log") if run and run.get("output_dir") else ""
         self.app.call_from_thread(self._show, listing, run, new, log_line)
 
     def _show(self, listing: list[dict[str, Any]], run: dict[str, Any] | None, new: list[dict[str, Any]],
               log_line: str = "") -> None:
-        from engine.training.runs import format_step
+        from engine.training.runs import duration, format_step  # the ETA as `finetune` and `runs follow` print it
 
         table = self.query_one("#training-runs", DataTable)
         cells = [(r["id"], r["status"], r["method"] or "", str(r["total_steps"] or "?"),
@@ -113,7 +103,7 @@ class TrainingPane(Vertical):
         tps = last.get("tokens_per_s")
         self.query_one("#training-status", Label).update(Text.assemble(
             (f"{run['id']}  {run['status']}\n", "bold"),
-            f"step {last.get('step', 0)}/{total or '?'}  eta {_duration(last.get('eta_s'))}"
+            f"step {last.get('step', 0)}/{total or '?'}  eta {duration(last.get('eta_s'))}"
             f"  {'-' if tps is None else f'{tps:.0f}'} tok/s",
             (f"\n{run['error']}" if run.get("error") else "", "red"),
             (f"\nlog: {log_line}" if log_line else "", "dim"),
@@ -195,8 +185,7 @@ def _log_tail(path: Path) -> str:
 
 
 def _loss(row: dict[str, Any]) -> str:
-    import json
-
+    """The run's last (or final) training loss from `metrics_json`, as the runs table shows it."""
     metrics = json.loads(row.get("metrics_json") or "{}")
     loss = metrics.get("last_loss", metrics.get("train_loss"))
     return "-" if loss is None else f"{loss:.3f}"
