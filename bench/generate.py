@@ -6,7 +6,11 @@ Aims (issue 5): batch 8 at least 3x the throughput of batch 1; a cached load und
 - throughput: real persuader prompts (the shared prompt builder on held-out scenarios), greedy, fixed length;
   batch 1 runs the prompts one by one, batch 8 in one generate call, and "8 threads" sends them from 8 threads
   through the backend's batcher, the way concurrent evaluation games do.
-Run: .venv/bin/python bench/generate.py [--tokens 48] [--threads N] [--skip-cold]
+- prompt: prompt tokens read per second, batch 8 with one new token (in evaluation games, whose prompts grow to
+  thousands of tokens, this is most of the time); run it with --dtype bfloat16 to compare on CPUs with AVX512-BF16.
+Run: .venv/bin/python bench/generate.py [--tokens 48] [--threads N] [--skip-cold] [--dtype auto|float32|bfloat16]
+     [--turn K] [--verbose N] [--dynamic-cache]   (prompts at turn K with each past message repeated N times;
+     transformers' default cache instead of the static one the backend uses)
 """
 
 from __future__ import annotations
@@ -39,13 +43,24 @@ def timed_load(cache: str | None) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def prompts(n: int) -> list[list[dict[str, str]]]:
-    from engine.game import PersuaderView, persuader_side
-    from engine.prompts import messages_for_view
+def prompts(n: int, turn: int = 1, verbose: int = 1) -> list[list[dict[str, str]]]:
+    """Persuader prompts at `turn`: the dialogue so far is a random persuader's game against a stubborn target.
+
+    `verbose` repeats each past message that many times: a language model's messages are several times longer
+    than the random persuader's, so its prompts in later turns are too.
+    """
+    from engine.episode import play
+    from engine.game import persuader_side
+    from engine.players import make_persuader, make_target
+    from engine.prompts import history_from_turns, persuader_messages
     from engine.scenario import load_file
 
-    scenarios = load_file(HELDOUT)[:n]
-    return [messages_for_view(PersuaderView(persuader_side(s), "hidden", 1, [])) for s in scenarios]
+    out = []
+    for i, s in enumerate(load_file(HELDOUT)[:n]):
+        turns = [] if turn == 1 else play(s, make_persuader("random"), make_target("rational"), personality="stubborn", seed=i).to_trajectory()["turns"][: turn - 1]
+        turns = [{**t, "message": " ".join([t["message"]] * verbose)} for t in turns]
+        out.append(persuader_messages(persuader_side(s), len(turns) + 1, history_from_turns(turns)))
+    return out
 
 
 def main() -> None:
@@ -53,6 +68,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=48, help="new tokens per reply")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--skip-cold", action="store_true", help="skip the cold (GGUF conversion) load")
+    parser.add_argument("--dtype", default="auto", help="weights' dtype for the throughput runs (a LocalBackend dtype)")
+    parser.add_argument("--turn", type=int, default=1, help="prompts at this turn of a game (longer with each turn)")
+    parser.add_argument("--verbose", type=int, default=1, help="repeat each past message N times (longer prompts)")
+    parser.add_argument("--dynamic-cache", action="store_true", help="generate with the default (dynamic) KV cache")
     args = parser.parse_args()
 
     if not args.skip_cold:
@@ -67,11 +86,12 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    backend = LocalBackend("", max_batch=8, wait_s=0.05)
+    backend = LocalBackend("", max_batch=8, wait_s=0.05, dtype=args.dtype)
+    backend.static_cache = backend.static_cache and not args.dynamic_cache
     # every row runs the full length: throughput is then tokens generated per second of wall time
     backend.net.generation_config.eos_token_id = None
     options = GenerationOptions(max_tokens=args.tokens, temperature=0.0)
-    convs = prompts(8)
+    convs = prompts(8, args.turn, args.verbose)
     for size in (1, len(convs)):  # warm-up at both measured batch sizes (on CUDA the first batch-8 call pays set-up)
         backend.chat_batch(convs[:size], GenerationOptions(max_tokens=4, temperature=0.0))
 
@@ -96,8 +116,13 @@ def main() -> None:
         return results
 
     threaded_rate = rate(threaded)
-    prompt_tokens = sum(r.input_tokens for r in backend.chat_batch(convs, GenerationOptions(max_tokens=1))) / len(convs)
-    print(f"torch threads {torch.get_num_threads()}, {args.tokens} new tokens, prompts of ~{prompt_tokens:.0f} tokens")
+    started = time.perf_counter()
+    read = sum(r.input_tokens for r in backend.chat_batch(convs, GenerationOptions(max_tokens=1)))
+    prompt_rate = read / (time.perf_counter() - started)
+    cache = "static" if backend.static_cache else "dynamic"
+    print(f"torch threads {torch.get_num_threads()}, {args.dtype} ({next(backend.net.parameters()).dtype}), {cache} cache, "
+          f"{args.tokens} new tokens, prompts of ~{read / len(convs):.0f} tokens")
+    print(f"prompt, batch 8:      {prompt_rate:6.1f} tokens/s read")
     print(f"batch 1:              {one:6.1f} tokens/s")
     print(f"batch 8:              {eight:6.1f} tokens/s  ({eight / one:.1f}x batch 1; aim >= 3x)")
     print(f"8 threads, batcher:   {threaded_rate:6.1f} tokens/s  (batches of {backend.batcher.batch_sizes})")

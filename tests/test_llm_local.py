@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from engine.errors import LabError
 from engine.llm.base import ChatResult, GenerationOptions
@@ -18,8 +19,6 @@ LONG = [{"role": "system", "content": "You are a travel agent."}, {"role": "user
 
 @pytest.fixture(scope="module")
 def backend():
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a shared, busy CPU one thread is several times faster than contended ones
     yield shared_backend("")
@@ -137,12 +136,40 @@ def test_lora_adapter_loads_with_plus_syntax(backend, tmp_path):
 
     base = backend.net
     peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_alpha=4))
+    for name, weight in peft_model.named_parameters():
+        if "lora_B" in name:  # a fresh adapter is a no-op (B = 0): give it something to merge
+            torch.nn.init.constant_(weight, 0.01)
     peft_model.save_pretrained(tmp_path / "adapter")
     base = peft_model.unload()  # leave the shared model as it was
     backend.net = base
     tuned = make_backend(parse_spec("local", f"{embedded_model_dir()}+{tmp_path / 'adapter'}"))
-    assert tuned is not backend and isinstance(tuned.net, PeftModel)
+    assert tuned is not backend and not isinstance(tuned.net, PeftModel)  # merged into the weights for inference
+    layer = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(tuned.net.state_dict()[layer], base.state_dict()[layer])
     assert tuned.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
+
+
+def test_static_cache_gives_the_same_greedy_text_as_the_default_cache(backend):
+    assert backend.static_cache  # SmolLM2 (Llama) supports it, so generation uses it
+    options = GenerationOptions(max_tokens=16, temperature=0.0)
+    static = [r.text for r in backend.chat_batch([HI, LONG], options)]  # left-padded: rows of unequal length
+    backend.static_cache = False
+    try:
+        dynamic = [r.text for r in backend.chat_batch([HI, LONG], options)]
+    finally:
+        backend.static_cache = True
+    assert static == dynamic and all(static)
+
+
+def test_dtype_option_loads_bfloat16_and_rejects_unknown_names():
+    from engine.llm.local import LocalBackend
+    from engine.llm.specs import make_backend, parse_spec
+
+    half = make_backend(parse_spec("local", "?dtype=bfloat16"))
+    assert next(half.net.parameters()).dtype == torch.bfloat16
+    assert half.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
+    with pytest.raises(LabError, match="unknown dtype 'int3'"):
+        LocalBackend("", dtype="int3")
 
 
 def test_four_bit_without_cuda_falls_back_with_a_warning():

@@ -7,7 +7,7 @@
     claude-sonnet-4, gpt-4o, ...      aliases from engine.llm.catalog
 
 Any spec may end with options after '?', joined by '&': `belief=tracker|self` (persuaders), `max_tokens=N`,
-`temperature=T`, `4bit=1` (local models on CUDA), e.g. `local:models/sft?belief=self&temperature=0.3`.
+`temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16` (local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from engine.errors import LabError
 from engine.llm.base import Backend, GenerationOptions
 
-OPTION_NAMES = ("belief", "max_tokens", "temperature", "4bit")
+OPTION_NAMES = ("belief", "max_tokens", "temperature", "4bit", "dtype")
 _COMPATIBLE = re.compile(r"^(https?://[^/:\s]+(?::\d+)?(?:/[^:\s]*)?):(.+)$")
 
 
@@ -87,4 +87,9 @@ def make_backend(spec: ModelSpec) -> Backend:
         return OpenAIBackend(spec.model, base_url=spec.base_url)
     from engine.llm.local import shared_backend
 
-    return shared_backend(spec.model, spec.adapter, load_in_4bit=spec.options.get("4bit", "") in ("1", "true", "yes"))
+    return shared_backend(
+        spec.model,
+        spec.adapter,
+        load_in_4bit=spec.options.get("4bit", "") in ("1", "true", "yes"),
+        dtype=spec.options.get("dtype", "auto"),
+    )
