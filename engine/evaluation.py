@@ -102,6 +102,15 @@ def find_run(store: Store, name: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+def list_runs(store: Store, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest runs first, each with `done`: its episodes no longer running (what a progress bar shows)."""
+    runs = list(store.db.query("SELECT * FROM eval_runs ORDER BY created_at DESC LIMIT ?", [limit]))
+    done = {r["run_id"]: r["n"] for r in store.db.query(
+        "SELECT run_id, count(*) AS n FROM sessions WHERE run_id IN (SELECT id FROM eval_runs WHERE status = 'running')"
+        " AND status != 'running' GROUP BY run_id")}
+    return [{**r, "done": done.get(r["id"], 0)} for r in runs]
+
+
 def open_run(store: Store, name: str | None, config: EvalConfig, n_planned: int) -> dict[str, Any]:
     """The run called `name`, created if new; an existing one must have been started with the same config."""
     row = find_run(store, name) if name else None

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, evaluate, find_run, plan_episodes, run_trajectories
+from engine.evaluation import EvalConfig, evaluate, find_run, list_runs, plan_episodes, run_trajectories
 from engine.game import PersuaderTurn
 from engine.persuaders.baselines import RevealAll
 from engine.players import register_persuader
@@ -137,3 +137,15 @@ def test_threads_give_the_same_episodes_as_one_at_a_time(store):
 
     assert outcomes(one.run["id"]) == outcomes(many.run["id"])
     assert one.results["success"] == many.results["success"]
+
+
+def test_list_runs_newest_first_with_the_episodes_a_running_run_has_done(store):
+    config = EvalConfig(model="reveal-all", scenarios=HELDOUT, num_eval=3)
+    evaluate(store, config, name="older")
+    time.sleep(0.01)
+    evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=2), name="newer")
+    assert [r["name"] for r in list_runs(store)] == ["newer", "older"]
+    assert [r["done"] for r in list_runs(store)] == [0, 0]  # counted only while a run is running
+    store.db["eval_runs"].update(find_run(store, "older")["id"], {"status": "running"})  # as if still playing
+    assert {r["name"]: r["done"] for r in list_runs(store)} == {"newer": 0, "older": 3}
+    assert [r["name"] for r in list_runs(store, limit=1)] == ["newer"]

@@ -75,21 +75,18 @@ class EvaluationPane(Vertical):
 
     @work(thread=True, exclusive=True, group="eval-poll", exit_on_error=False)
     def read_store(self) -> None:
-        # NOTE: raw SQL on `eval_runs`; engine/evaluation.py has `find_run` but no listing of runs with their
-        # progress. A `list_runs(store, limit)` there (as engine/training/runs.py has) would own this query.
-        with self.app.worker_store() as store:
-            runs = list(store.db.query("SELECT * FROM eval_runs ORDER BY created_at DESC LIMIT 200"))
-            done = {r["run_id"]: r["n"] for r in store.db.query(
-                "SELECT run_id, count(*) AS n FROM sessions WHERE run_id IN "
-                "(SELECT id FROM eval_runs WHERE status = 'running') AND status != 'running' GROUP BY run_id")}
-        self.app.call_from_thread(self._show, runs, done)
+        from engine.evaluation import list_runs
 
-    def _show(self, runs: list[dict[str, Any]], done: dict[str, int]) -> None:
+        with self.app.worker_store() as store:
+            runs = list_runs(store)
+        self.app.call_from_thread(self._show, runs)
+
+    def _show(self, runs: list[dict[str, Any]]) -> None:
         rows = []
         for r in runs:
             rate, lo, hi, games = success_of(json.loads(r["results_json"] or "{}"))
             if games is None:
-                games = done.get(r["id"]) if r["status"] == "running" else None
+                games = r["done"] if r["status"] == "running" else None
             rows.append((rate, lo, hi, games, r))
         # best first, as `ptom-lab compare` ranks: success rate, then the interval's lower bound; unscored last
         rows.sort(key=lambda x: (x[0] is None, -(x[0] or 0.0), -(x[1] or 0.0)))
@@ -109,9 +106,9 @@ class EvaluationPane(Vertical):
         bar = self.query_one(ProgressBar)
         if running:
             r = running[0]
-            bar.update(total=r["n_planned"] or None, progress=done.get(r["id"], 0))
+            bar.update(total=r["n_planned"] or None, progress=r["done"])
             self.query_one("#eval-status", Label).update(
-                Text(f"running {r['name'] or r['id']}: {done.get(r['id'], 0)}/{r['n_planned'] or '?'} games"))
+                Text(f"running {r['name'] or r['id']}: {r['done']}/{r['n_planned'] or '?'} games"))
         else:
             bar.update(total=1, progress=1 if runs else 0)
             self.query_one("#eval-status", Label).update(
