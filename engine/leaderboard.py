@@ -93,7 +93,15 @@ def table(board: dict[str, Any]):
             pct(cf["choice_accuracy"]), num(cf["brier"], 3), pct((r.get("moves") or {}).get("rate")),
             str(r["violations"]), str(r["errored"]),
         )
+    if waiting := unfinished_text(board):
+        t.caption, t.caption_justify = waiting, "left"
     return t
+
+
+def unfinished_text(board: dict[str, Any]) -> str:
+    """Runs compared while still playing (or stopped): their unplayed episodes are in no rate, and not errors."""
+    counts = [f"{r['label']} {r['unfinished']}" for r in board["entries"] if r.get("unfinished")]
+    return "Unfinished episodes, not in the rates (resume the run): " + ", ".join(counts) if counts else ""
 
 
 def markdown(board: dict[str, Any]) -> str:
@@ -113,6 +121,8 @@ def markdown(board: dict[str, Any]) -> str:
             f"| {pct((r.get('moves') or {}).get('rate'))} | {r['violations']} | {r['unparseable']} | {r['errored']} "
             f"| {tokens} | {r['usage']['cost_usd']:.4f} |"
         )
+    if waiting := unfinished_text(board):
+        lines += ["", waiting]
     turns = sorted({int(i) for r in board["entries"] for i in r["preference_alignment"]["by_turn"]})
     if turns:  # JSON keys are strings once the board has been written and read back
         lines += ["", "Preference alignment by turn (share of the target's preferences the persuader's belief had right)",

@@ -2,7 +2,7 @@
 
 Every metric reads trajectory dicts (DESIGN.md 2: `Episode.to_trajectory()` or `store.session_trajectory`), so
 the same numbers come out of a live evaluation, a stored run and an imported file. A trajectory may carry
-`status` (`finished` | `errored` | `interrupted`) and, per turn, `usage` / `target_usage` dicts
+`status` (`finished` | `errored` | `interrupted` | `running`) and, per turn, `usage` / `target_usage` dicts
 (`input_tokens`, `output_tokens`, `cost_usd`, as `engine.llm.base.ChatResult.usage` writes them).
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 LEVELS = ("dislike", "neutral", "like")  # index = sign + 1
+UNFINISHED = ("running", "interrupted")  # a run still playing, or stopped: resumed later, neither scored nor errored
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -175,10 +176,12 @@ def summarize(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Every metric of one agent's episodes, JSON-ready: what `eval_runs.results_json` holds."""
     trajs = list(trajs)
     scored = [t for t in trajs if is_scored(t)]
+    unfinished = sum(1 for t in trajs if t.get("status") in UNFINISHED)
     return {
         "episodes": len(trajs),
         "scored": len(scored),
-        "errored": len(trajs) - len(scored),
+        "errored": len(trajs) - len(scored) - unfinished,
+        "unfinished": unfinished,
         "success": success_rate(trajs),
         "turns_to_success": turns_to_success(trajs),
         "preference_alignment": preference_alignment(trajs),

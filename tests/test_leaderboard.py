@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import LabError
 from engine.evaluation import EvalConfig, evaluate
-from engine.leaderboard import build, entries_for_runs, markdown, write
+from engine.leaderboard import build, entries_for_runs, markdown, table, write
 
 HELDOUT = "scenarios/heldout.jsonl"
 
@@ -48,3 +48,19 @@ def test_markdown_json_and_png(board, tmp_path):
 def test_unknown_run_is_a_lab_error(store):
     with pytest.raises(LabError, match="no evaluation run 'nope'"):
         entries_for_runs(store, ["nope"])
+
+
+def test_a_run_still_playing_shows_its_unfinished_episodes_apart_from_errors(store):
+    from rich.console import Console
+
+    evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=3, max_turns=2), name="playing")
+    run_id = store.db.execute("SELECT id FROM eval_runs WHERE name = 'playing'").fetchone()[0]
+    store.db.execute("UPDATE sessions SET status = 'running' WHERE id = (SELECT id FROM sessions WHERE run_id = ? LIMIT 1)",
+                     [run_id])  # as `compare` sees an episode in flight
+    board = build(entries_for_runs(store, ["playing"]))
+    entry = board["entries"][0]
+    assert (entry["success"]["n"], entry["errored"], entry["unfinished"]) == (2, 0, 1)
+    assert "Unfinished episodes, not in the rates (resume the run): random-hidden 1" in markdown(board)
+    console = Console(width=200, record=True)
+    console.print(table(board))
+    assert "random-hidden 1" in console.export_text()

@@ -122,4 +122,8 @@ def test_move_turns_and_mental_state_appeals():
 def test_interrupted_episode_is_not_scored():
     t = traj(True, [{}], status="interrupted")
     assert not metrics.is_scored(t)
-    assert metrics.summarize([t])["errored"] == 1 and metrics.success_rate([t])["rate"] is None
+    assert metrics.success_rate([t])["rate"] is None
+    running = traj(False, [{}], status="running", seed=1)  # a run compared while it still plays
+    errored = traj(False, [], status="errored", seed=2)
+    summary = metrics.summarize([t, running, errored, traj(True, [{}], seed=3)])
+    assert (summary["scored"], summary["errored"], summary["unfinished"]) == (1, 1, 2)
