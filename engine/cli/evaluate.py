@@ -91,7 +91,7 @@ def _summary_lines(res: RunResult) -> list[str]:
         "  by turn      " + (" ".join(f"{i}:{_pct(v)}" for i, v in pa["by_turn"].items()) or "–"),
         f"counterfact.   choice accuracy {_pct(cf['choice_accuracy'])}, Brier {num(cf['brier'], 3)}",
         f"moves          on {_pct(moves.get('rate'))} of turns  unparseable replies {r['unparseable']}  lies {r['violations']}",
-        f"errored {r['errored']}{f', unfinished {u}' if (u := r.get('unfinished')) else ''} (not in the rates)  tokens {r['usage']['input_tokens']}+{r['usage']['output_tokens']}  "
+        f"errored {r['errored']} (not in the rates)  tokens {r['usage']['input_tokens']}+{r['usage']['output_tokens']}  "
         f"cost ${r['usage']['cost_usd']:.4f}",
     ]
 

@@ -286,7 +286,7 @@ def _as_set(value) -> set[int]:
 def _torch_dtype(name: str, device: str):
     """`auto` is float32 on CPU, where not every processor has fast bfloat16, and bfloat16 on a GPU.
 
-    On a CPU with AVX512-BF16 (recent Xeon and EPYC) bfloat16 reads prompts 1.5-1.9x faster: bench/generate.py.
+    On a CPU with AVX512-BF16 (recent Xeon and EPYC) bfloat16 reads prompts 1.5-1.7x faster: bench/generate.py.
     """
     import torch
 
