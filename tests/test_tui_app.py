@@ -200,6 +200,33 @@ async def test_follow_a_training_run_written_by_another_process(db):
         assert "step 10/10" in str(app.query_one("#training-status").content)
 
 
+async def test_overlapping_polls_show_each_training_step_once(tmp_path):
+    """Two polls can be in flight at once on a slow machine (the one-second timer fires while the first read
+    runs); both deliver the same new steps, and the log and the curve must hold each step once."""
+    from tui_fixtures import build_store
+
+    from engine.training import runs
+
+    path = str(tmp_path / "fixed.db")
+    build_store(path).close()
+    app = LabApp(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f4")
+        pane = app.query_one("TrainingPane")
+        await wait_for(pilot, lambda: len(pane.steps) == 20)
+        with app.worker_store() as store:
+            listing, run = runs.list_runs(store, 50), runs.get_run(store, pane.run_id)
+            rows = runs.steps(store, pane.run_id, 0)
+        pane.follow(pane.run_id)
+        pane._show(listing, run, rows)  # the reply of the poll `follow` started, then of the timer's poll
+        pane._show(listing, run, rows)
+        await app.workers.wait_for_complete()  # and the real read `follow` started, which delivers them too
+        await pilot.pause()
+        assert [r["step"] for r in pane.steps] == list(range(1, 21))
+        shown = [line.text for line in app.query_one("#training-log", RichLog).lines]
+        assert [line.split()[1] for line in shown if line.startswith("step ")] == [f"{s}/20" for s in range(1, 21)]
+
+
 async def test_evaluation_leaderboard_ranks_runs_with_intervals(db):
     app = LabApp(db)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -150,8 +150,9 @@ class ArenaPane(Vertical):
         self.show_hint()
         tabs = self.app.query_one(TabbedContent)
         if tabs.active == "arena" and (self.app.focused is None or self.app.focused.id is None):
-            # a new user: Enter plays a game
-            self.query_one("#arena-play").focus()
+            # a new user: Enter plays a game. Without scrolling: Play is in sight, and the scroll that centres a
+            # focused widget raced the hint's new height, sometimes hiding the top of the form
+            self.query_one("#arena-play").focus(scroll_visible=False)
 
     @on(Select.Changed, "#arena-persuader")
     @on(Select.Changed, "#arena-target")

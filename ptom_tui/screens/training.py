@@ -94,6 +94,8 @@ class TrainingPane(Vertical):
         total = run["total_steps"] or None
         log = self.query_one("#training-log", RichLog)
         for row in new:
+            if row["id"] <= self.last_step_id:  # a poll that overlapped the previous one read these rows too
+                continue
             self.steps.append(row)
             self.last_step_id = max(self.last_step_id, row["id"])
             log.write(format_step(row, total))
