@@ -123,9 +123,11 @@ class LabApp(App):
         self.refresh_bindings()  # the footer shows the keys of the pane now in front
 
     def action_show_pane(self, pane: str) -> None:
+        tabs = self.main.query_one(TabbedContent)
+        if tabs.active == pane:  # already in front (a pane key pressed in its own pane): the focus stays put
+            return
         # Focus left inside the old pane would pull it back to the front: let go of it first.
         self.main.set_focus(None)
-        tabs = self.main.query_one(TabbedContent)
         tabs.active = pane
         self.call_after_refresh(self._focus_pane, tabs)
 

@@ -160,6 +160,22 @@ async def test_sessions_filter_search_replay_and_archive(db, tmp_path, monkeypat
         assert Store(db).get_session(session_id)["archived"] == 1
 
 
+async def test_a_pane_action_in_its_own_pane_keeps_the_focus(db):
+    """Clearing the filters while typing a search leaves the cursor in the search box (it used to jump to the
+    table, and the next keys were lost)."""
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: app.query_one("#sessions-table", DataTable).row_count == 4)
+        search = app.query_one("#sessions-search", Input)
+        search.focus()
+        await pilot.pause()
+        app.action_pane("sessions", "clear_filters")
+        await pilot.pause()
+        await pilot.press(*"hiring")
+        assert app.focused is search and search.value == "hiring"
+
+
 TRAINER = """
 import sys, time
 from engine.store import Store
@@ -220,7 +236,8 @@ async def test_overlapping_polls_show_each_training_step_once(tmp_path):
         pane.follow(pane.run_id)
         pane._show(listing, run, rows)  # the reply of the poll `follow` started, then of the timer's poll
         pane._show(listing, run, rows)
-        await app.workers.wait_for_complete()  # and the real read `follow` started, which delivers them too
+        # and the real reads (the one `follow` started, the timer's) deliver them again
+        await wait_for(pilot, lambda: not any(w.is_running for w in app.workers if w.group == "training-poll"))
         await pilot.pause()
         assert [r["step"] for r in pane.steps] == list(range(1, 21))
         shown = [line.text for line in app.query_one("#training-log", RichLog).lines]
