@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, evaluate
+from engine.evaluation import EvalConfig, evaluate, find_run
 from engine.leaderboard import build, entries_for_runs, markdown, table, write
 
 HELDOUT = "scenarios/heldout.jsonl"
@@ -54,7 +54,7 @@ def test_a_run_still_playing_shows_its_unfinished_episodes_apart_from_errors(sto
     from rich.console import Console
 
     evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=3, max_turns=2), name="playing")
-    run_id = store.db.execute("SELECT id FROM eval_runs WHERE name = 'playing'").fetchone()[0]
+    run_id = find_run(store, "playing")["id"]
     store.db.execute("UPDATE sessions SET status = 'running' WHERE id = (SELECT id FROM sessions WHERE run_id = ? LIMIT 1)",
                      [run_id])  # as `compare` sees an episode in flight
     board = build(entries_for_runs(store, ["playing"]))

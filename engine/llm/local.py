@@ -27,8 +27,8 @@ from engine.llm.embedded import EMBEDDED_ALIASES, resolve_model_path
 
 DEFAULT_MAX_BATCH = 16
 DEFAULT_WAIT_S = 0.02  # how long the batcher always waits for other threads' requests before generating
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAX_WAIT_S = 0.5  # how long it waits for the company the last batch had (games that are still playing)
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # the `dtype=` spec option
 
 
 @dataclass

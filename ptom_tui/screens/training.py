@@ -97,7 +97,7 @@ class TrainingPane(Vertical):
             if row["id"] <= self.last_step_id:  # a poll that overlapped the previous one read these rows too
                 continue
             self.steps.append(row)
-            self.last_step_id = max(self.last_step_id, row["id"])
+            self.last_step_id = row["id"]  # rows come in id order (`runs.steps`)
             log.write(format_step(row, total))
         last = self.steps[-1] if self.steps else {}
         bar = self.query_one(ProgressBar)
