@@ -41,15 +41,21 @@ def entries_for_runs(store: Store, names: list[str]) -> list[Entry]:
         if not row:
             raise LabError(f"no evaluation run '{name}' in {store.path} (see `ptom-lab sessions` or run `evaluate`)")
         rows.append(row)
-    agents = [r["persuader"] for r in rows]
-    for row in rows:
-        base = row["persuader"] if agents.count(row["persuader"]) == 1 else row["name"]  # short, yet unique
+    agents = [short_agent(r["persuader"]) for r in rows]
+    for row, agent in zip(rows, agents, strict=True):
+        base = agent if agents.count(agent) == 1 else row["name"]  # short, yet unique
         trajs = run_trajectories(store, row["id"])
         conditions = sorted({t["condition"] for t in trajs}) or ["hidden"]
         for cond in conditions:
             label = f"{base}-{cond}"
             out.append(Entry(label, row["name"], row["persuader"], cond, [t for t in trajs if t["condition"] == cond]))
     return out
+
+
+def short_agent(spec: str) -> str:
+    """A persuader spec without its generation options (`local:models/x?temperature=0&dtype=bfloat16` reads
+    `local:models/x`): the full spec squeezed the terminal table and the chart. The Markdown and JSON keep it."""
+    return spec.partition("?")[0] or spec
 
 
 def build(entries: list[Entry]) -> dict[str, Any]:
@@ -79,12 +85,13 @@ def success_text(s: dict[str, Any], digits: int = 0) -> str:
 
 def table(board: dict[str, Any]):
     """A compact rich table for the terminal (the Markdown file has every column)."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title="Leaderboard", title_justify="left")
-    for col in ("#", "agent", "n", "success (95% CI)", "turns", "pref. align", "CF acc", "Brier", "moves", "lies",
-                "errored"):
-        t.add_column(col, justify="left" if col == "agent" else "right")
+    # no vertical rules and short headers, so 80 columns show every column and a long label folds, not "loca…"
+    t = Table(title="Leaderboard", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("#", "agent", "n", "success (95% CI)", "turns", "align", "CF acc", "Brier", "moves", "lies", "err"):
+        t.add_column(col, justify="left" if col == "agent" else "right", overflow="fold")
     for i, r in enumerate(board["entries"], 1):
         s, cf = r["success"], r["counterfactual"]
         t.add_row(
@@ -123,6 +130,8 @@ def markdown(board: dict[str, Any]) -> str:
         )
     if waiting := unfinished_text(board):
         lines += ["", waiting]
+    lines += ["", "Runs (the persuader's full spec, options included):", ""]
+    lines += [f"- {r['label']}: run `{r['run']}`, persuader `{r['agent']}`" for r in board["entries"]]
     turns = sorted({int(i) for r in board["entries"] for i in r["preference_alignment"]["by_turn"]})
     if turns:  # JSON keys are strings once the board has been written and read back
         lines += ["", "Preference alignment by turn (share of the target's preferences the persuader's belief had right)",

@@ -64,3 +64,35 @@ def test_a_run_still_playing_shows_its_unfinished_episodes_apart_from_errors(sto
     console = Console(width=200, record=True)
     console.print(table(board))
     assert "random-hidden 1" in console.export_text()
+
+
+def test_labels_drop_a_specs_options_and_the_markdown_keeps_them(store):
+    evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=2, max_turns=2), name="tuned")
+    evaluate(store, EvalConfig(model="reveal-all", scenarios=HELDOUT, num_eval=2, max_turns=2), name="base")
+    spec = "local:models/ptom-smollm2?temperature=0&max_tokens=320&dtype=bfloat16"
+    store.db["eval_runs"].update(find_run(store, "tuned")["id"], {"persuader": spec})  # as a local run stores it
+    store.db["eval_runs"].update(find_run(store, "base")["id"], {"persuader": "local?temperature=0"})
+    board = build(entries_for_runs(store, ["tuned", "base"]))
+    assert {e["label"] for e in board["entries"]} == {"local:models/ptom-smollm2-hidden", "local-hidden"}
+    assert f"- local:models/ptom-smollm2-hidden: run `tuned`, persuader `{spec}`" in markdown(board)
+
+
+def test_runs_whose_short_specs_collide_are_labelled_by_run_name(store):
+    for name in ("t0", "t1"):
+        evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=2, max_turns=2), name=name)
+        store.db["eval_runs"].update(find_run(store, name)["id"], {"persuader": f"local?temperature={name[1]}"})
+    board = build(entries_for_runs(store, ["t0", "t1"]))
+    assert {e["label"] for e in board["entries"]} == {"t0-hidden", "t1-hidden"}
+
+
+def test_the_terminal_table_shows_every_column_at_80_and_whole_labels_at_120(board):
+    from rich.console import Console
+
+    narrow, wide = Console(width=80, record=True), Console(width=120, record=True)
+    narrow.print(table(board))
+    wide.print(table(board))
+    narrow_text, wide_text = narrow.export_text(), wide.export_text()
+    header = next(line for line in narrow_text.splitlines() if " agent " in line)
+    assert all(f" {h} " in f"{header} " for h in ("n", "turns", "align", "Brier", "moves", "lies", "err")), header
+    assert "…" not in narrow_text  # before, the labels and headers were cut to "plan…"
+    assert "planner-revealed" in wide_text and "random-hidden" in wide_text
