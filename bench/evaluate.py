@@ -50,7 +50,7 @@ def main() -> None:
         if args.skip_local or "local" not in persuader_names():
             print("local model: skipped")
             return
-        spec = f"local:?max_tokens={args.local_tokens}"
+        spec = f"local:?max_tokens={args.local_tokens}&temperature=0"  # greedy: both arms write the same replies
         rates = {}
         for concurrency in (1, 8):
             n = args.local_episodes if concurrency > 1 else max(1, args.local_episodes // 4)
