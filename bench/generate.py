@@ -60,8 +60,8 @@ def prompts(n: int, turn: int = 1, verbose: int = 1) -> list[list[dict[str, str]
         turns = []
         if turn > 1:
             game = play(s, make_persuader("random"), make_target("rational"), personality="stubborn", seed=i)
-            turns = game.to_trajectory()["turns"][: turn - 1]
-        turns = [{**t, "message": " ".join([t["message"]] * verbose)} for t in turns]
+            turns = game.turns[: turn - 1]
+        turns = [t.model_copy(update={"message": " ".join([t.message] * verbose)}) for t in turns]
         out.append(persuader_messages(persuader_side(s), len(turns) + 1, history_from_turns(turns)))
     return out
 

@@ -6,12 +6,21 @@ counterfactual predictions (Brier score and expected calibration error of each t
 the game's outcome); and the time to generate 2,000 training conversations (store logging and JSONL included).
 Aims (issue 3): planner-hidden close to planner-revealed and far above greedy and reveal-all against the
 co-operative personalities; ECE under 0.05 against the rational target; 2,000 conversations under a minute.
-Run: .venv/bin/python bench/planner.py [--scenarios 100] [--generate 2000]
+Then the planner on the MindGames game set (`scenarios/mindgames.jsonl`: 3 proposals x 3 attributes, the target
+knows 5 of the 9 facts, 8 turns) under both rule sets (`lab`, `mindgames`) and both conditions (revealed: the
+planner is also told the personality), beside the held-out set: success, next-choice accuracy (each turn's
+predicted choice against the target's choice after the turn), how often the true state lies in the prior's
+support, and Brier/ECE per personality. Aims (issue 14): hidden success at least 95% (against MindGames' own,
+co-operative target: `stubborn` cannot be won on these games, see its ceiling), next-choice accuracy within 5
+points of the held-out set, ECE under 0.05 for every personality.
+Run: .venv/bin/python bench/planner.py [--scenarios 100] [--mindgames 200] [--seeds 1] [--generate 2000]
+                                      [--only-mindgames]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -25,12 +34,14 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from engine.belief import BeliefTracker  # noqa: E402
 from engine.episode import play  # noqa: E402
-from engine.game import Exchange  # noqa: E402
+from engine.game import RULE_SETS, Exchange, persuader_side  # noqa: E402
 from engine.generator import HELDOUT_PATH  # noqa: E402
 from engine.metrics import wilson  # noqa: E402
+from engine.mindgames import SCENARIOS_PATH as MINDGAMES_PATH  # noqa: E402
 from engine.players import make_persuader  # noqa: E402
-from engine.scenario import load_file  # noqa: E402
+from engine.scenario import Scenario, load_file  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.targets.rational import PERSONALITIES, RationalTarget  # noqa: E402
 from engine.trajectories import BatchStoreWriter, GenerationPlan, generate_trajectories  # noqa: E402
@@ -77,7 +88,7 @@ def run_agents(scenarios, console: Console) -> dict:
                     cell["turns"].append(ep.outcome.turns)
                 if spec == "planner":
                     for t in ep.turns:
-                        cell["cal"].append((t.counterfactual["p_goal_after"], ok))
+                        cell["cal"].append((t.counterfactual.p_goal_after, ok))
                     last = ep.turns[-1]
                     persuader.tracker.observe(Exchange(last.message, last.moves, last.target_reply, last.statements, []))
                     cell["acc"].append(persuader.tracker.accuracy(scenario.preferences))
@@ -120,14 +131,14 @@ def print_tables(results: dict, console: Console) -> None:
 
 def stubborn_ceiling(scenarios) -> float:
     """Against `stubborn` (a bonus of 1 for its first choice) even every winning disclosure may not be enough."""
-    from engine.rules import best, initial_choice, values, winning_disclosures
+    from engine.rules import choose, initial_choice, values, winning_disclosures
 
     wins = 0
     for s in scenarios:
         first = initial_choice(s)
         vals = values(s, s.preferences, s.target_knows | winning_disclosures(s))
         vals[first] += PERSONALITIES["stubborn"].first_choice_bonus
-        wins += best(vals, s.proposal_ids, first) == s.goal
+        wins += choose(vals, first) == s.goal
     return wins / len(scenarios)
 
 
@@ -152,17 +163,83 @@ def time_generation(n: int, console: Console) -> None:
     )
 
 
+def covered(scenario: Scenario) -> bool:
+    """Whether the hidden-condition prior gives the true (preferences, starting knowledge) any mass."""
+    tr = BeliefTracker(persuader_side(scenario))
+    return tr.state_mass(scenario.preferences, scenario.target_knows) > 0
+
+
+def run_planner(scenarios: list[Scenario], rules: str, condition: str, seeds: int) -> dict:
+    """The planner on every scenario x personality x seed: outcomes, next-choice predictions, calibration."""
+    results: dict = {}
+    for pers, rep in itertools.product(PERSONALITIES, range(seeds)):
+        cell = results.setdefault(pers, {"wins": 0, "n": 0, "hits": 0, "preds": 0, "cal": []})
+        for i, scenario in enumerate(scenarios):
+            extra = {"rules": rules} if rules != "lab" else {}
+            ep = play(scenario, make_persuader("planner"), RationalTarget(), personality=pers, condition=condition,
+                      seed=i + 1000 * rep, **extra)
+            if ep.outcome is None:
+                raise SystemExit(f"planner errored on {scenario.id}: {ep.error}")
+            ok = ep.outcome.success
+            cell["wins"] += ok
+            cell["n"] += 1
+            for t in ep.turns:
+                cell["cal"].append((t.counterfactual.p_goal_after, ok))
+                cell["hits"] += t.counterfactual.predicted_choice == t.target_state["favourite"]
+                cell["preds"] += 1
+    return results
+
+
+def print_mindgames(sets: list[tuple[str, list[Scenario], str, str]], seeds: int, console: Console) -> None:
+    """Per game set, rules, condition and personality: success, next-choice accuracy and calibration of the planner.
+
+    In the revealed condition the planner is also told the personality (`HiddenState.personality`).
+    """
+    table = Table(title=f"planner per game set, rules, condition and personality; {seeds} seed(s) per episode",
+                  header_style="bold")
+    labels = ("games", "rules", "condition", "personality")
+    for col in (*labels, "episodes", "success [95% CI]", "next-choice acc.", "predictions", "Brier", "ECE"):
+        table.add_column(col, justify="left" if col in labels else "right")
+    for name, scenarios, rules, condition in sets:
+        started = time.perf_counter()
+        res = run_planner(scenarios, rules, condition, seeds)
+        elapsed = time.perf_counter() - started
+        for p in [*PERSONALITIES, "all"]:
+            cells = list(res.values()) if p == "all" else [res[p]]
+            wins, n = sum(c["wins"] for c in cells), sum(c["n"] for c in cells)
+            hits, preds = sum(c["hits"] for c in cells), sum(c["preds"] for c in cells)
+            brier, ece = calibration([x for c in cells for x in c["cal"]])
+            lo, hi = wilson(wins, n)
+            table.add_row(name, rules, condition, p, str(n), f"{wins / n:.3f} [{lo:.2f},{hi:.2f}]",
+                          f"{hits / preds:.3f}", str(preds), f"{brier:.3f}", f"{ece:.3f}")
+        cover = sum(covered(s) for s in scenarios)
+        console.print(f"[dim]{name} / {rules} / {condition}: {len(scenarios)} scenarios x {len(PERSONALITIES)} "
+                      f"personalities x {seeds} seed(s) in {elapsed:.1f} s; true state in the prior's support in "
+                      f"{cover}/{len(scenarios)}[/dim]")
+    console.print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", type=int, default=100, help="how many held-out scenarios (default all 100)")
+    ap.add_argument("--mindgames", type=int, default=200, help="how many MindGames games (default 200; 0: skip)")
+    ap.add_argument("--seeds", type=int, default=1, help="episodes per scenario and personality in the MindGames table")
+    ap.add_argument("--only-mindgames", action="store_true", help="skip the agent leaderboard and generation timing")
     ap.add_argument("--generate", type=int, default=2000, help="conversations for the generation timing (0: skip)")
     args = ap.parse_args()
     console = Console(width=180)
     scenarios = load_file(HELDOUT_PATH)[: args.scenarios]
-    results = run_agents(scenarios, console)
-    print_tables(results, console)
-    console.print(f"ceiling against stubborn (every winning fact told, full knowledge): {stubborn_ceiling(scenarios):.2f}")
-    if args.generate:
+    if not args.only_mindgames:
+        results = run_agents(scenarios, console)
+        print_tables(results, console)
+        console.print(f"ceiling against stubborn (every winning fact told, full knowledge): {stubborn_ceiling(scenarios):.2f}")
+    if args.mindgames:
+        games = load_file(MINDGAMES_PATH)[: args.mindgames]
+        sets = [("held-out", scenarios, "lab", "hidden")]
+        sets += [("mindgames", games, r, c) for c in ("hidden", "revealed") for r in RULE_SETS]
+        print_mindgames(sets, args.seeds, console)
+        console.print(f"ceiling against stubborn on the MindGames games: {stubborn_ceiling(games):.2f}")
+    if args.generate and not args.only_mindgames:
         time_generation(args.generate, console)
 
 

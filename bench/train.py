@@ -25,7 +25,7 @@ from engine.generator import generate  # noqa: E402
 from engine.jsonl import write_json_lines  # noqa: E402
 from engine.players import make_persuader, make_target  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.training import runs, sft  # noqa: E402
+from engine.training import sft  # noqa: E402
 from engine.training.config import load_config  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def planner_rows(n_games: int, seed: int) -> list[dict]:
     rows = []
     for i, scenario in enumerate(generate(n_games, seed)):
         episode = play(scenario, make_persuader("planner"), make_target("rational"), seed=seed + i)
-        rows += [sft_row(ex, "chatml") for ex in turn_examples(episode.to_trajectory())]
+        rows += [sft_row(ex, "chatml") for ex in turn_examples(episode)]
     return rows
 
 
@@ -43,7 +43,7 @@ def measure(data: str, folder: Path, packing: bool, args: argparse.Namespace) ->
                                  batch_size=args.batch_size, max_seq_len=args.max_seq_len, packing=packing,
                                  save_steps=10_000, cpu_threads=args.threads))
     result = sft.train(cfg, store)
-    steps = runs.steps(store, result["run_id"])
+    steps = store.training_steps(result["run_id"])
     per_step = [s["tokens_per_s"] for s in steps[1:] if s["tokens_per_s"]]
     m = result["metrics"]
     return {"packing": packing, "steps": m["global_step"], "tokens": m["num_input_tokens_seen"],

@@ -1,14 +1,19 @@
 """A Bayesian model of the target's mind: what it wants, what it knows, and how it will choose.
 
-The hypothesis space is every preference vector in {-1, 0, +1}^k crossed with the sets of facts the target may
-have known at the start (all of them for small scenarios, a seeded sample for large ones) and the six published
-personalities of the rule-based target (`engine.targets.rational.PERSONALITIES`). The prior is the scenario
-generator's own distribution, conditioned on what every playable scenario satisfies (the target does not
-already choose the goal, and some true disclosures would make the goal its unique best). Every reply is folded
-in by Bayes' rule with the same numbers the rule-based target uses, mixed with a small noise term so that a
-target that does not follow the model (a language model, a person) bends the belief instead of breaking it.
+The hypothesis space is every preference vector in {-1, 0, +1}^k crossed with every set of facts the target may
+have known at the start (all subsets of the facts that carry an effect for scenarios up to 3x3, a seeded stratified
+sample for larger ones) and the six published personalities of the rule-based target
+(`engine.targets.rational.PERSONALITIES`; in the revealed condition the persuader may be told which). The prior
+over preferences is the scenario generator's; over knowledge, any number of facts is possible
+(`knowledge_size_prior`), so a target that knows most facts (MindGames' knows 5 of 9) is as much in the belief
+as the generator's. It is conditioned on what every playable scenario satisfies (a unique first choice that is not
+the goal, and some true disclosures would make the goal its unique best). Every reply is folded in by Bayes' rule
+with the same numbers the rule-based target uses (its choice rule is `engine.rules.choose_array`), mixed with a
+small noise term so that a target that does not follow the model (a language model, a person) bends the belief
+instead of breaking it. What MindGames' target says is read too: a `knows` statement for every fact of a proposal,
+and a choice stated with its whole ranking.
 
-Arrays are numpy over at most a few thousand states, so a whole game's updates cost milliseconds.
+Arrays are numpy over at most some ten thousand states, so a whole game's updates cost milliseconds.
 """
 
 from __future__ import annotations
@@ -23,17 +28,31 @@ from typing import Any
 import numpy as np
 
 from engine.game import Exchange, HiddenState
-from engine.scenario import Fact, Scenario, fact_key
+from engine.rules import choose_array
+from engine.scenario import Fact, Scenario, fact_key, parse_fact
 from engine.targets.rational import PERSONALITIES
 
 PREF_PRIOR = {-1: 0.4, 0: 0.2, 1: 0.4}  # the generator draws from (-1, 0, 1, 1, -1)
 PREF_LABELS = {1: "like", 0: "neutral", -1: "dislike"}
-MAX_KNOWLEDGE_SETS = 150  # larger scenarios sample this many starting-knowledge hypotheses
+MAX_KNOWLEDGE_SETS = 512  # every starting-knowledge set up to this many (3x3); larger scenarios sample this many
+BROAD_SHARE = 0.5  # prior mass on "any number of facts known", beside the generator's own 2..F/3
 PRUNE = 1e-5  # states below this share of the likeliest one are dropped (speed; mass lost is tiny)
 
 
 def _sign(x: float) -> int:
     return (x > 0) - (x < 0)
+
+
+def knowledge_size_prior(f_count: int) -> np.ndarray:
+    """P(the target starts knowing z of the `f_count` facts), z = 0..f_count, every set of one size equally likely.
+
+    Half the mass is the lab generator's own draw (2 to a third of the facts); the other half is spread evenly over
+    every size, so a target that knows most facts (MindGames' knows 5 of 9) is as well covered as one that knows few.
+    """
+    out = np.full(f_count + 1, BROAD_SHARE / (f_count + 1))
+    lo, hi = min(2, f_count), min(f_count, max(2, f_count // 3))
+    out[lo : hi + 1] += (1 - BROAD_SHARE) / (hi - lo + 1)
+    return out
 
 
 class BeliefTracker:
@@ -91,9 +110,13 @@ class BeliefTracker:
             gain = self.C * np.where(self.fact_prop == self.goal, 1.0, -1.0)
             vwin = ((k0 | (gain > 0)) * self.C) @ self.onehot
             rivals = np.delete(vwin, self.goal, axis=1)
-            ok = (self.first != self.goal) & (vwin[:, self.goal] > rivals.max(axis=1))
+            ok = (self.first >= 0) & (self.first != self.goal) & (vwin[:, self.goal] > rivals.max(axis=1))
             prior = prior * ok
-        self.b = np.outer(np.full(len(self.pers), 1.0 / len(self.pers)), prior)
+        told = revealed.personality if revealed is not None else None
+        pers_prior = np.array([p.name == told for p in self.pers], dtype=float)  # revealed: it may be told it
+        if not pers_prior.any():
+            pers_prior[:] = 1.0  # unknown: a posterior over all of them, from an even prior
+        self.b = np.outer(pers_prior / pers_prior.sum(), prior)
         self.fav = {g: self.first.copy() for g, (_, temp) in enumerate(self.groups) if temp == 0}
         self.known_obs = np.zeros(f_count, dtype=bool)  # facts the target has taken in (it said so)
         self.doubted: set[Fact] = set()
@@ -105,63 +128,62 @@ class BeliefTracker:
 
     # ----- the prior ---------------------------------------------------------------------------------------
     def _hypotheses(self, max_sets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        k, f_count = len(self.attrs), len(self.facts)
+        k = len(self.attrs)
         ws, wp = [], []
         for vec in itertools.product((-1, 0, 1), repeat=k):
             if k >= 2 and sum(1 for v in vec if v) < 2:
                 continue  # the generator always gives the target at least two concerns
             ws.append(vec)
             wp.append(math.prod(PREF_PRIOR[v] for v in vec))
-        lo, hi = 2, max(2, f_count // 3)
-        sizes = [z for z in range(lo, hi + 1) if z <= f_count]
-        total = sum(math.comb(f_count, z) for z in sizes)
-        sets: list[tuple[int, ...]] = []
-        weights: list[float] = []
-        if total <= max_sets:
-            for z in sizes:
-                for combo in itertools.combinations(range(f_count), z):
-                    sets.append(combo)
-                    weights.append(1.0 / (len(sizes) * math.comb(f_count, z)))
-        else:  # a seeded sample from the same prior, equally weighted
-            rng = random.Random(f"belief:{self.scenario.id}")
-            seen: set[tuple[int, ...]] = set()
-            while len(sets) < max_sets:
-                combo = tuple(sorted(rng.sample(range(f_count), rng.choice(sizes))))
-                if combo not in seen:
-                    seen.add(combo)
-                    sets.append(combo)
-                    weights.append(1.0)
-        kmat = np.zeros((len(sets), f_count), dtype=bool)
-        for i, combo in enumerate(sets):
-            kmat[i, list(combo)] = True
-        # knowing a fact with no effect changes no value: merge starting sets that differ only there (a few
-        # times fewer states; such facts are then treated as not known until the target says otherwise)
-        kmat &= self.fact_eff != 0
-        codes = kmat @ (1 << np.arange(f_count, dtype=np.int64))
-        uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-        weights = list(np.bincount(inverse.ravel(), weights=np.array(weights), minlength=len(uniq)))
-        kmat = kmat[first]
+        kmat, weights = self._knowledge_sets(max_sets)
         w_arr = np.repeat(np.array(ws, dtype=float), len(kmat), axis=0)
         k_arr = np.tile(kmat, (len(ws), 1))
-        prior = np.outer(np.array(wp), np.array(weights)).ravel()
+        prior = np.outer(np.array(wp), weights).ravel()
         return w_arr, k_arr, prior
+
+    def _knowledge_sets(self, max_sets: int) -> tuple[np.ndarray, np.ndarray]:
+        """Starting-knowledge hypotheses (sets x facts) and their prior weights, under `knowledge_size_prior`.
+
+        Knowing a fact with no effect changes no value, so only the facts with an effect are enumerated (such facts
+        are treated as not known until the target says otherwise) and each set's weight sums over the no-effect
+        facts that may come with it. Every subset is a hypothesis while there are at most `max_sets`; beyond, a
+        seeded sample stratified by size, each drawn set weighted by the share of its size it stands for.
+        """
+        f_count = len(self.facts)
+        eff_idx = np.flatnonzero(self.fact_eff != 0)
+        n_eff, n_zero = len(eff_idx), f_count - len(eff_idx)
+        size_p = knowledge_size_prior(f_count)
+        one_set = np.array([  # the prior of one particular set of z facts with an effect
+            sum(math.comb(n_zero, j) * size_p[z + j] / math.comb(f_count, z + j) for j in range(n_zero + 1))
+            for z in range(n_eff + 1)
+        ])
+        if 2**n_eff <= max_sets:
+            codes = np.arange(2**n_eff)
+            bits = ((codes[:, None] >> np.arange(n_eff)) & 1).astype(bool)
+            weights = one_set[bits.sum(axis=1)]
+        else:
+            rng = random.Random(f"belief:{self.scenario.id}")
+            by_size = np.array([math.comb(n_eff, z) * one_set[z] for z in range(n_eff + 1)])
+            quota = np.maximum(1, np.round(by_size / by_size.sum() * max_sets)).astype(int)
+            rows, weights_list = [], []
+            for z in range(n_eff + 1):
+                drawn: set[tuple[int, ...]] = set()
+                while len(drawn) < min(quota[z], math.comb(n_eff, z)):
+                    drawn.add(tuple(sorted(rng.sample(range(n_eff), z))))
+                for combo in sorted(drawn):
+                    row = np.zeros(n_eff, dtype=bool)
+                    row[list(combo)] = True
+                    rows.append(row)
+                    weights_list.append(by_size[z] / len(drawn))
+            bits, weights = np.array(rows), np.array(weights_list)
+        kmat = np.zeros((len(bits), f_count), dtype=bool)
+        kmat[:, eff_idx] = bits
+        return kmat, weights
 
     # ----- the target's choice rule, vectorised ----------------------------------------------------------
     def _pick(self, vals: np.ndarray, fav: np.ndarray | None) -> np.ndarray:
-        """`rules.best` over the last axis: highest value, ties to the favourite, then to the earlier proposal."""
-        n = vals.shape[-1]
-        cols = [vals[..., i] for i in range(n)]  # a few proposals: column-wise beats reducing a short last axis
-        top = cols[0]
-        for c in cols[1:]:
-            top = np.maximum(top, c)
-        floor = top - 1e-9
-        first = np.full(top.shape, n - 1)
-        for i in range(n - 2, -1, -1):
-            first = np.where(cols[i] >= floor, i, first)
-        if fav is None:
-            return first
-        fav_tied = vals[..., np.arange(len(fav)), fav] >= floor
-        return np.where(fav_tied, fav, first)
+        """`rules.choose` over the last axis: the unique best, else the favourite (-1: tied with none yet)."""
+        return choose_array(vals, fav)
 
     def knows_now(self) -> np.ndarray:
         return self.K0 | self.known_obs
@@ -184,13 +206,26 @@ class BeliefTracker:
         picked = self._pick(vals, self.fav[group])
         return np.eye(n)[picked] if only is None else (picked == only).astype(float)
 
-    def choice_probs(self, extra: np.ndarray | None = None) -> np.ndarray:
-        """P(the target would choose each proposal now, or once it knows `extra`), marginalised over the belief."""
-        vals = self.values_now(extra)
+    def choice_probs(self, extra: np.ndarray | None = None, doubt: bool = False) -> np.ndarray:
+        """P(the target would choose each proposal now, or once told the facts `extra`), marginalised over the belief.
+
+        With `doubt` (the choice right after a message), a first-time claim in `extra` is taken in only with each
+        personality's accept probability, as the rule-based target does; without, every fact in `extra` is known.
+        """
+        sure = np.zeros(len(self.facts), dtype=bool) if extra is None else extra.copy()
+        doubted = np.array([f in self.doubted for f in self.facts])
+        fresh = np.flatnonzero(sure & ~self.known_obs & ~doubted) if doubt else np.zeros(0, dtype=int)
+        sure[fresh] = False
         out = np.zeros(len(self.props))
-        for g in range(len(self.groups)):
-            mass = self.b[self.group_of == g].sum(axis=0)
-            out += mass @ self.group_choice(vals, g)
+        for r in range(len(fresh) + 1):
+            for kept in itertools.combinations(fresh, r):
+                row = sure.copy()
+                row[list(kept)] = True
+                vals = self.values_now(row)
+                per_group = [self.group_choice(vals, g) for g in range(len(self.groups))]
+                weight = self.accept**r * (1 - self.accept) ** (len(fresh) - r)  # per personality
+                for p in np.flatnonzero(weight > 0):
+                    out += weight[p] * (self.b[p] @ per_group[self.group_of[p]])
         return out / max(out.sum(), 1e-12)
 
     def group_mass(self, weights: np.ndarray | None = None) -> np.ndarray:
@@ -282,6 +317,22 @@ class BeliefTracker:
         matrix = self.choice_matrix() if matrix is None else matrix
         return self._noisy(matrix[..., self.props.index(proposal)], 1 / len(self.props))
 
+    def lik_ranking(self, ranking: str) -> np.ndarray:
+        """A stated ranking of the current values (bonus included), `A>B=C`: it fixes the sign of every difference."""
+        place = {p: i for i, group in enumerate(ranking.split(">")) for p in group.split("=")}
+        if set(place) != set(self.props):
+            return np.ones(self.b.shape)  # not a ranking of this scenario's proposals: no evidence
+        order = np.array([place[p] for p in self.props])
+        want = np.sign(order[None, :] - order[:, None])  # (n, n): +1 where row proposal ranks above column's
+        vals = self.values_now()
+        fits = []
+        for bonus, _ in self.groups:
+            v = vals + bonus * self._first_onehot if bonus else vals
+            diff = v[:, :, None] - v[:, None, :]
+            got = np.where(np.abs(diff) < 1e-9, 0, np.sign(diff))
+            fits.append((got == want).all(axis=(1, 2)))
+        return self._noisy(np.array(fits)[self.group_of].astype(float), 1 / len(self.props))
+
     def lik_answered(self, answered: bool) -> np.ndarray:
         col = self.answer if answered else 1 - self.answer
         return self._cached(("answered", answered), lambda: self._noisy(np.broadcast_to(col[:, None], self.b.shape), 0.5))
@@ -367,10 +418,12 @@ class BeliefTracker:
                     lik *= self.lik_answered(True) * self.lik_preference(m.attribute, int(vals[0]))
                     self.stated.add(m.attribute)
                     asked_now.add(m.attribute)
-            elif m.kind == "ask_knowledge" and m.fact:
-                vals = by_kind.get(("knows", fact_key(m.fact)))
-                if vals:
-                    lik *= self.lik_answered(True) * self.lik_knows(m.fact, int(vals[0]))
+            elif m.kind == "ask_knowledge" and m.fact and ("knows", fact_key(m.fact)) in by_kind:
+                lik *= self.lik_answered(True)
+        # every fact the target says it knows or not (MindGames' target answers for a whole proposal at once)
+        for st in stmts:
+            if st.kind == "knows" and parse_fact(st.subject) in self.fact_index:
+                lik *= self.lik_knows(parse_fact(st.subject), int(st.value or 0))
         # 3. a preference nobody asked for: only the open personality volunteers one, the strongest unstated
         unstated = [a for a in self.attrs if a not in self.stated]
         volunteered = [st for st in stmts if st.kind == "preference" and st.subject not in asked_now]
@@ -397,6 +450,8 @@ class BeliefTracker:
         for st in stmts:
             if st.kind == "choice" and st.subject in self.props:
                 lik *= self.lik_answered(True) * self.lik_choice(st.subject)
+                if isinstance(st.value, str):  # MindGames' target gives its whole ranking, e.g. `A>B=C`
+                    lik *= self.lik_ranking(st.value)
         self.b = self.b * lik
         self._cache = {}
         self._normalise()
@@ -418,6 +473,13 @@ class BeliefTracker:
         mass = self.b.sum(axis=0)
         known = self.knows_now()
         return {f: float(mass @ known[:, i]) for i, f in enumerate(self.facts)}
+
+    def state_mass(self, preferences: dict[str, float], knows: Iterable[Fact]) -> float:
+        """Belief mass on one (preference signs, starting knowledge) state: 0 when the belief has ruled it out."""
+        signs, known = np.sign([preferences.get(a, 0.0) for a in self.attrs]), set(knows)
+        start = np.array([f in known for f in self.facts]) & (self.fact_eff != 0)
+        match = (np.sign(self.W) == signs).all(axis=1) & ((self.K0 & (self.fact_eff != 0)) == start).all(axis=1)
+        return float(self.b[:, match].sum())
 
     def personality_marginals(self) -> dict[str, float]:
         return {p.name: float(m) for p, m in zip(self.pers, self.b.sum(axis=1), strict=True)}

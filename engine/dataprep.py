@@ -25,20 +25,29 @@ import hashlib
 import json
 import random
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from engine.errors import LabError
+from engine.files import atomic_write
 from engine.game import HiddenState, persuader_side
 from engine.generator import signature
-from engine.jsonl import write_json_lines
+from engine.metrics import outcome_counts
 from engine.prompts import assistant_text, history_from_turns, persuader_messages
 from engine.scenario import Scenario, load_file
 
+if TYPE_CHECKING:  # records arrive already built: the Data pane imports this module without pydantic
+    from engine.record import Episode
+
 FORMATS = ("chatml", "sharegpt", "openai", "kto", "dpo")
+NO_DPO_PAIRS = (
+    "{input}: no DPO pair: no two conversations play different moves from the same state with different outcomes; "
+    "nothing was written. Generate with repeats (ptom-lab generate --repeats 3) so that states recur"
+)
 SFT_FORMATS = ("chatml", "sharegpt", "openai")
 SPLITS = ("train", "val", "test")
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -67,51 +76,64 @@ class Example:
 
 # ----- scenarios -----------------------------------------------------------------------------------
 class ScenarioCache:
-    """Scenario objects and signatures for trajectory scenario dicts, built once per distinct scenario."""
+    """One scenario object and its signature per distinct scenario, computed once however many lines share it.
 
-    def __init__(self) -> None:
-        self._by_key: dict[str, tuple[Scenario, str]] = {}
+    Bounded (least recently used out): conversations of one scenario are usually close together in a file, and
+    20,000 generated conversations on 20,000 scenarios must not keep them all."""
 
-    def get(self, data: Mapping[str, Any]) -> tuple[Scenario, str]:
-        key = json.dumps(data, sort_keys=True)
-        if key not in self._by_key:
-            scenario = Scenario.from_dict({**data, "check_interesting": False}, f"scenario '{data.get('id')}'")
+    def __init__(self, size: int = 1024) -> None:
+        self._by_key: OrderedDict[str, tuple[Scenario, str]] = OrderedDict()
+        self.size = size
+        self._last: tuple[Scenario, tuple[Scenario, str]] | None = None  # the object asked for last, and its answer
+
+    def get(self, scenario: Scenario) -> tuple[Scenario, str]:
+        if self._last is None or self._last[0] is not scenario:  # the same object again needs no JSON dump
+            self._last = (scenario, self._get(scenario))
+        return self._last[1]
+
+    def _get(self, scenario: Scenario) -> tuple[Scenario, str]:
+        key = json.dumps(scenario.to_dict(), sort_keys=True)
+        if key in self._by_key:
+            self._by_key.move_to_end(key)
+        else:
             self._by_key[key] = (scenario, signature(scenario))
+            if len(self._by_key) > self.size:
+                self._by_key.popitem(last=False)
         return self._by_key[key]
 
 
 # ----- examples ------------------------------------------------------------------------------------
-def turn_examples(traj: Mapping[str, Any], cache: ScenarioCache | None = None, self_belief: bool = False) -> list[Example]:
-    """One example per persuader turn of a validated trajectory (see the module docstring for `kind`)."""
-    scenario, sig = (cache or ScenarioCache()).get(traj["scenario"])
+def turn_examples(traj: Episode, cache: ScenarioCache | None = None, self_belief: bool = False) -> list[Example]:
+    """One example per persuader turn of a recorded conversation (see the module docstring for `kind`)."""
+    scenario, sig = (cache or ScenarioCache()).get(traj.scenario)
     side = persuader_side(scenario)
-    condition = traj["condition"]
+    condition = traj.condition
     revealed = HiddenState(dict(scenario.preferences), scenario.target_knows) if condition == "revealed" else None
-    target = traj.get("target") or {}
-    success = bool(traj["outcome"]["success"])
-    turns = traj["turns"]
+    success = bool(traj.outcome and traj.outcome.success)
+    turns = traj.turns
     out = []
     for i, turn in enumerate(turns):
-        prompt = persuader_messages(side, i + 1, history_from_turns(turns[:i]), turn.get("belief"), revealed, self_belief)
-        if turn.get("parse_ok", True) is False:
-            kind, text = "parse_failure", (turn.get("raw") or "").strip()
+        belief = turn.belief.model_dump(exclude_none=True) if turn.belief else None
+        prompt = persuader_messages(side, i + 1, history_from_turns(turns[:i]), belief, revealed, self_belief)
+        if not turn.parse_ok:
+            kind, text = "parse_failure", turn.raw.strip()
         else:
-            kind = "refused_lie" if turn.get("refused") else "good"
+            kind = "refused_lie" if turn.refused else "good"
             text = assistant_text(turn, self_belief)
         out.append(
             Example(
-                conversation=traj["id"],
+                conversation=traj.id,
                 scenario_id=scenario.id,
                 turn=i + 1,
                 success=success,
                 kind=kind,
                 prompt=prompt,
                 completion={"role": "assistant", "content": text},
-                state=(sig, target.get("personality", ""), target.get("seed"), condition, prompt[0]["content"], prompt[1]["content"]),
-                moves=tuple(turn.get("moves", [])),
+                state=(sig, traj.target.personality, traj.target.seed, condition, prompt[0]["content"], prompt[1]["content"]),
+                moves=tuple(m.text() for m in turn.moves),
                 meta={
-                    "conversation": traj["id"], "scenario": scenario.id, "turn": i + 1, "success": success,
-                    "condition": condition, "persuader": (traj.get("persuader") or {}).get("name", ""),
+                    "conversation": traj.id, "scenario": scenario.id, "turn": i + 1, "success": success,
+                    "condition": condition, "persuader": traj.persuader.name,
                 },
             )
         )
@@ -298,12 +320,21 @@ def sha256_file(path: str | Path) -> str:
 Progress = Callable[[int, int, str], None]  # (done, total, what is being done)
 
 
+BATCH = 1000
+"""Conversations formatted, token-counted and written together: memory holds one batch, not the file, and the
+tokenizer is still called with thousands of texts at once."""
+
+
 def prepare(opts: PrepareOptions, on_progress: Progress | None = None) -> Prepared:
     """Read, split, format, count and write; returns the files and the summary (nothing printed here).
 
+    Two passes over the input keep memory bounded by a batch of conversations, not by the file (20,000
+    conversations held at once peaked at 2.5 GB): the first reads each conversation's scenario, since the split by
+    scenario group needs every scenario before any conversation is assigned; the second formats the conversations
+    a batch at a time and writes each row to its split's file. DPO pairs compare every state of a split, so that
+    format keeps its examples until the end. Files are written atomically: a failure leaves none half-written.
     `on_progress` hears one step per conversation formatted, then one for the token count and one for the
     files written, so a UI can show a real bar (the TUI's Data pane)."""
-    from engine.tokens import count_chats
     from engine.trajectories import read_trajectories
 
     if opts.format not in FORMATS:
@@ -314,66 +345,129 @@ def prepare(opts: PrepareOptions, on_progress: Progress | None = None) -> Prepar
         raise LabError(f"--max-tokens must be positive, got {opts.max_tokens}")
     test_ids, test_sigs = load_test_scenarios(opts.test_scenarios) if opts.test_scenarios else (set(), set())
 
-    reader = read_trajectories(opts.input, skip_bad=opts.skip_bad)
     cache = ScenarioCache()
-    convs = list(reader)
-    keys = [(scenario.id, sig) for scenario, sig in (cache.get(t["scenario"]) for t in convs)]
-    splits = assign_splits(keys, opts.val, opts.seed, test_ids, test_sigs)
-    check_disjoint(keys, splits, test_ids, test_sigs)
+    keys, lines = _scenario_keys(opts.input, cache)
+    split_of = dict(zip(keys, assign_splits(keys, opts.val, opts.seed, test_ids, test_sigs), strict=True))
+    check_disjoint(keys, list(split_of.values()), test_ids, test_sigs)
 
     report = on_progress or (lambda done, total, what: None)
-    total = len(convs) + 2
+    total = lines + 2
     built = {s: _Split() for s in SPLITS}
-    for i, (traj, split) in enumerate(zip(convs, splits, strict=True)):
-        built[split].conversations += 1
-        built[split].successes += bool(traj["outcome"]["success"])
-        built[split].examples += turn_examples(traj, cache, opts.self_belief)
-        report(i + 1, total, "conversations formatted")
     skipped: dict[str, int] = defaultdict(int)
-    for part in built.values():
-        _fill_rows(part, opts, skipped)
-
-    # token counts: one batch for all splits, so the tokenizer is loaded and called once
-    counts = iter(count_chats([c for s in SPLITS for c in built[s].chats], opts.model))
-    for part in built.values():
-        part.tokens = [next(counts) for _ in part.chats]
-        if opts.format == "dpo":  # a pair is trained as two sequences: report it as their sum
-            part.tokens = [a + b for a, b in zip(part.tokens[::2], part.tokens[1::2], strict=True)]
-            part.where = part.where[::2]
-    report(total - 1, total, "tokens counted")
-
     wanted = {"train"} | ({"val"} if opts.val > 0 else set()) | ({"test"} if opts.test_scenarios else set())
-    files = {s: _write(split_path(opts.output, s), built[s].rows) for s in SPLITS if s in wanted or built[s].rows}
+    reader = read_trajectories(opts.input, skip_bad=opts.skip_bad)
+    with ExitStack() as stack:
+        out = _Outputs(opts, built, stack)
+        for split in SPLITS:
+            if split in wanted:
+                out.file(split)  # written even when empty, as the user asked for it
+        pending: list[tuple[str, dict[str, Any], list[Message], tuple[str, int]]] = []
+        for done, traj in enumerate(reader, 1):
+            scenario, sig = cache.get(traj.scenario)
+            split = split_of.get((scenario.id, sig))
+            if split is None:  # pass one saw no such scenario
+                raise LabError(f"{opts.input} changed while it was being read: run prepare again")
+            part = built[split]
+            part.outcomes.append(bool(traj.outcome and traj.outcome.success))
+            examples = turn_examples(traj, cache, opts.self_belief)
+            part.turns += len(examples)
+            if opts.format == "dpo":
+                part.examples += examples
+            else:
+                pending += [(split, *row) for row in _sft_rows(examples, opts, skipped)]
+            if done % BATCH == 0:
+                out.write(pending)
+            report(done, total, "conversations formatted")
+        out.write(pending)
+        if opts.format == "dpo":
+            _write_dpo(out, opts)
+        report(total - 1, total, "tokens counted")
+        files = {s: split_path(opts.output, s) for s in SPLITS if s in out.files}
     summary = _summary(opts, built, files, skipped, reader.report.bad)
     report(total, total, "written")
-    return Prepared(files, {s: len(built[s].rows) for s in files}, summary)
+    return Prepared(files, {s: built[s].rows for s in files}, summary)
+
+
+def _scenario_keys(path: str, cache: ScenarioCache) -> tuple[list[tuple[str, str]], int]:
+    """Pass one: every distinct (scenario id, signature) in the file, and how many lines it has.
+
+    Only each line's scenario is read, through the record's own scenario field (a full scenario, or an id in
+    the library); the turns are validated once, in pass two, which also names every bad line. The split is a
+    function of the scenario group, so pass two looks each conversation's split up by its scenario."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from engine.jsonl import json_lines
+    from engine.record import ScenarioField
+    from engine.scenario import ScenarioLibrary
+
+    field_ = TypeAdapter(ScenarioField)
+    context = {"library": ScenarioLibrary(), "cache": {}}
+    keys: dict[tuple[str, str], None] = {}  # insertion-ordered set
+    lines = 0
+    for _, data in json_lines(path, on_bad=lambda line, reason: None):
+        lines += 1
+        if not isinstance(data, dict):
+            continue
+        value = data["scenario"] if data.get("scenario") is not None else data.get("scenario_id")
+        try:
+            scenario, sig = cache.get(field_.validate_python(value, context=context))
+        except ValidationError:
+            continue
+        keys[(scenario.id, sig)] = None
+    return list(keys), lines
 
 
 @dataclass
 class _Split:
-    """One split while it is being built: its conversations, examples, output rows and their token counts."""
+    """One split while it is being built: counts, and per row its token count and (conversation, turn)."""
 
-    conversations: int = 0
-    successes: int = 0
-    examples: list[Example] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    chats: list[list[Message]] = field(default_factory=list)  # what is tokenized, one or two per row
-    where: list[tuple[str, int]] = field(default_factory=list)  # (conversation, turn) per chat
-    tokens: list[int] = field(default_factory=list)  # per row
+    outcomes: list[bool] = field(default_factory=list)  # each conversation's success
+    turns: int = 0
+    rows: int = 0
+    desirable: int = 0  # kto rows labelled desirable
+    tokens: list[int] = field(default_factory=list)  # per row (a DPO pair: its two sequences together)
+    where: list[tuple[str, int]] = field(default_factory=list)  # (conversation, turn) per row
+    examples: list[Example] = field(default_factory=list)  # DPO only: every state of the split is compared
     dpo_states: int = 0
 
 
-def _fill_rows(part: _Split, opts: PrepareOptions, skipped: dict[str, int]) -> None:
-    """The split's output rows in `opts.format`, counting every turn left out and why."""
-    if opts.format == "dpo":
-        pairs = dpo_pairs(part.examples)
-        part.dpo_states = len({p[0].state for p in pairs})
-        for chosen, rejected, _, _ in pairs:
-            part.rows.append(dpo_row(chosen, rejected))
-            part.chats += [chosen.messages, [*chosen.prompt, rejected.completion]]
-            part.where += [(chosen.conversation, chosen.turn)] * 2
-        return
-    for ex in part.examples:
+class _Outputs:
+    """The split files, each opened (atomically) at its first row, and the bookkeeping of every row written."""
+
+    def __init__(self, opts: PrepareOptions, built: dict[str, _Split], stack: ExitStack) -> None:
+        self.opts, self.built, self.stack = opts, built, stack
+        self.files: dict[str, IO[str]] = {}
+        self.words: dict[str, int] = {}  # tokens per distinct word, across batches (see `count_texts`)
+
+    def file(self, split: str) -> IO[str]:
+        if split not in self.files:
+            self.files[split] = self.stack.enter_context(atomic_write(split_path(self.opts.output, split)))
+        return self.files[split]
+
+    def write(self, pending: list[tuple[str, dict[str, Any], list[Message], tuple[str, int]]], per_row: int = 1) -> None:
+        """Count the tokens of the pending rows' chats in one call, write the rows, and empty `pending`.
+
+        `per_row` chats make one row (a DPO pair is trained as two sequences: its tokens are their sum)."""
+        from engine.tokens import count_chats
+
+        counts = count_chats([chat for *_, chat, _ in pending], self.opts.model, self.words)
+        for i in range(0, len(pending), per_row):
+            split, row, _, where = pending[i]
+            part = self.built[split]
+            self.file(split).write(json.dumps(row, ensure_ascii=False) + "\n")
+            part.rows += 1
+            part.tokens.append(sum(counts[i:i + per_row]))
+            part.where.append(where)
+            part.desirable += bool(row.get("label"))
+        pending.clear()
+
+
+def _sft_rows(
+    examples: list[Example], opts: PrepareOptions, skipped: dict[str, int]
+) -> Iterator[tuple[dict[str, Any], list[Message], tuple[str, int]]]:
+    """(row, chat to count, (conversation, turn)) of each example kept in `opts.format`; every turn left out is
+    counted in `skipped` with its reason."""
+    for ex in examples:
         if ex.kind != "good" and opts.format in SFT_FORMATS:
             skipped[f"{ex.kind} (not an SFT target)"] += 1
         elif ex.kind == "parse_failure" and not ex.completion["content"]:
@@ -381,14 +475,24 @@ def _fill_rows(part: _Split, opts: PrepareOptions, skipped: dict[str, int]) -> N
         elif opts.only_successful and not ex.success:
             skipped["turn of a failed conversation (--only-successful)"] += 1
         else:
-            part.rows.append(sft_row(ex, opts.format) if opts.format in SFT_FORMATS else kto_row(ex))
-            part.chats.append(ex.messages)
-            part.where.append((ex.conversation, ex.turn))
+            yield (sft_row(ex, opts.format) if opts.format in SFT_FORMATS else kto_row(ex)), ex.messages, (
+                ex.conversation, ex.turn)
 
 
-def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
-    write_json_lines(path, rows)
-    return path
+def _write_dpo(out: _Outputs, opts: PrepareOptions) -> None:
+    """Each split's chosen/rejected pairs; none at all is an error (an empty file would train nothing)."""
+    pairs = {split: dpo_pairs(part.examples) for split, part in out.built.items()}
+    if not any(pairs.values()):
+        raise LabError(NO_DPO_PAIRS.format(input=opts.input))
+    for split, part in out.built.items():
+        part.dpo_states = len({p[0].state for p in pairs[split]})
+        pending = []
+        for chosen, rejected, _, _ in pairs[split]:
+            where = (chosen.conversation, chosen.turn)
+            pending += [(split, dpo_row(chosen, rejected), chosen.messages, where),
+                        (split, {}, [*chosen.prompt, rejected.completion], where)]
+        out.write(pending, per_row=2)
+        part.examples.clear()
 
 
 def _summary(
@@ -401,30 +505,31 @@ def _summary(
     price_model = opts.price_model or pricing.DEFAULT_MODEL
     limit = pricing.price(price_model).example_token_limit
     train = built["train"]
-    epochs = opts.epochs or pricing.auto_epochs(len(train.rows))
+    epochs = opts.epochs or pricing.auto_epochs(train.rows)
     billed = sum(min(n, limit) for n in train.tokens)  # the API truncates longer examples
     splits = {}
     for s, part in built.items():
-        if not part.conversations and s not in files:
+        if not part.outcomes and s not in files:
             continue
+        outcome = outcome_counts(part.outcomes)
         splits[s] = {
             "file": str(files[s]) if s in files else None,
-            "conversations": part.conversations,
-            "successes": part.successes,
-            "success_ratio": part.successes / part.conversations if part.conversations else 0.0,
-            "turns": len(part.examples),
-            "examples": len(part.rows),
+            "conversations": outcome["n"],
+            "successes": outcome["successes"],
+            "success_ratio": outcome["rate"] or 0.0,
+            "turns": part.turns,
+            "examples": part.rows,
             "tokens": sum(part.tokens),
             "max_example_tokens": max(part.tokens, default=0),
             **({"dpo_states": part.dpo_states} if opts.format == "dpo" else {}),
-            **({"desirable": sum(r["label"] for r in part.rows)} if opts.format == "kto" else {}),
+            **({"desirable": part.desirable} if opts.format == "kto" else {}),
         }
     warnings = []
-    if opts.val > 0 and not built["val"].conversations:
+    if opts.val > 0 and not built["val"].outcomes:
         warnings.append("--val drew no scenario: fewer than 2 scenario groups outside the test set")
     for s in files if opts.format == "openai" else ():
-        if len(built[s].rows) < MIN_EXAMPLES:
-            warnings.append(f"{files[s]} has {len(built[s].rows)} examples: the fine-tuning API needs at least {MIN_EXAMPLES}")
+        if built[s].rows < MIN_EXAMPLES:
+            warnings.append(f"{files[s]} has {built[s].rows} examples: the fine-tuning API needs at least {MIN_EXAMPLES}")
         too_long = sum(n > limit for n in built[s].tokens)
         if too_long:
             warnings.append(f"{files[s]}: {too_long} examples over the {limit:,}-token limit of {price_model}")
@@ -449,7 +554,7 @@ def _summary(
             "model": price_model,
             "usd_per_million": pricing.price(price_model).usd_per_million,
             "epochs": epochs,
-            "epochs_rule": "given" if opts.epochs else f"n_epochs auto for {len(train.rows)} examples",
+            "epochs_rule": "given" if opts.epochs else f"n_epochs auto for {train.rows} examples",
             "training_tokens": billed,
             "usd": pricing.training_cost(billed, epochs, price_model),
             "prices_as_of": pricing.PRICES_AS_OF,
@@ -461,23 +566,18 @@ def _summary(
 
 def record_dataset(store, prepared: Prepared, fmt: str) -> list[str]:
     """One `datasets` row per file written (path, format, counts, sha256, source, split, summary_json)."""
-    from engine.store import now
-
     ids = []
     with store.transaction():
         for split, path in prepared.files.items():
             digest = sha256_file(path)
             stats = prepared.summary["splits"].get(split, {})
             row_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{path.resolve()}#{digest}").hex[:12]
-            store.db["datasets"].insert(
-                {
-                    "id": row_id, "path": str(path.resolve()), "format": fmt, "source": prepared.summary["source"],
-                    "split": split, "n_conversations": stats.get("conversations", 0),
-                    "n_examples": stats.get("examples", 0), "n_tokens": stats.get("tokens", 0), "sha256": digest,
-                    "summary_json": json.dumps(prepared.summary), "created_at": now(),
-                },
-                replace=True,
-            )
+            store.put_dataset({
+                "id": row_id, "path": str(path.resolve()), "format": fmt, "source": prepared.summary["source"],
+                "split": split, "n_conversations": stats.get("conversations", 0),
+                "n_examples": stats.get("examples", 0), "n_tokens": stats.get("tokens", 0), "sha256": digest,
+                "summary_json": json.dumps(prepared.summary),
+            })
             ids.append(row_id)
     return ids
 

@@ -1,5 +1,8 @@
 """The one episode loop: persuader speaks, target answers, until a `conclude` or the turn limit.
 
+Under `rules="mindgames"` (MindGames' protocol) every one of the `max_turns` messages is played (a `conclude`
+ends nothing), and a message with a false claim is rejected whole: the target never sees it, true moves included.
+
 Listeners (the store, the CLI printer, the TUI) subscribe to its events. A player's exception ends the game
 as `errored` with the reason; Ctrl-C ends it as `interrupted`: either way every finished turn has already
 been handed to the listeners, so nothing finished is lost.
@@ -15,18 +18,19 @@ from typing import Any, Protocol
 from engine.errors import LabError
 from engine.game import (
     CONDITIONS,
-    Episode,
+    RULE_SETS,
     Exchange,
     HiddenState,
-    Outcome,
     Persuader,
     PersuaderView,
     Target,
-    Turn,
+    TargetReply,
     persuader_side,
 )
+from engine.mindgames import REJECTED_REPLY
 from engine.moves import Move
-from engine.scenario import Scenario, fact_key
+from engine.record import Episode, Outcome, PersuaderInfo, Refusal, TargetInfo, Turn, refusal
+from engine.scenario import Scenario
 
 
 class EpisodeListener(Protocol):
@@ -35,15 +39,16 @@ class EpisodeListener(Protocol):
     def on_end(self, episode: Episode) -> None: ...
 
 
-def check_disclosures(scenario: Scenario, moves: list[Move]) -> tuple[list[Move], list[str]]:
+def check_disclosures(scenario: Scenario, moves: list[Move]) -> tuple[list[Move], list[Refusal]]:
     """Split moves into those delivered and the lies refused (the no-lying rule)."""
     delivered: list[Move] = []
-    refused: list[str] = []
+    refused: list[Refusal] = []
     for m in moves:
-        if m.kind == "disclose" and m.fact and m.stated is not None and m.stated != scenario.effect(m.fact):
-            refused.append(f"{m.text()} contradicts the fact {fact_key(m.fact)}={scenario.effect(m.fact):+d}")
-        else:
+        lie = refusal(m, scenario)
+        if lie is None:
             delivered.append(m)
+        else:
+            refused.append(lie)
     return delivered, refused
 
 
@@ -59,26 +64,31 @@ def play(
     episode_id: str | None = None,
     listeners: Iterable[EpisodeListener] = (),
     meta: dict[str, Any] | None = None,
+    rules: str = "lab",
 ) -> Episode:
     if condition not in CONDITIONS:
         raise LabError(f"unknown condition '{condition}' (known: {', '.join(CONDITIONS)})")
+    if rules not in RULE_SETS:
+        raise LabError(f"unknown rules '{rules}' (known: {', '.join(RULE_SETS)})")
     listeners = list(listeners)
     episode = Episode(
         id=episode_id or uuid.uuid4().hex[:12],
         scenario=scenario,
-        persuader=persuader.name,
-        target=target.name,
-        personality=personality,
+        persuader=PersuaderInfo(name=persuader.name),
+        target=TargetInfo(kind=target.name, personality=personality, seed=seed),
         condition=condition,
-        seed=seed,
+        status="running",
         kind=kind,
-        meta=dict(meta or {}),
+        meta=dict(meta or {}, **({"rules": rules} if rules != "lab" else {})),
     )
-    revealed = HiddenState(dict(scenario.preferences), scenario.target_knows) if condition == "revealed" else None
+    revealed = (
+        HiddenState(dict(scenario.preferences), scenario.target_knows, personality) if condition == "revealed" else None
+    )
     view = PersuaderView(persuader_side(scenario), condition, 1, [], revealed)
     for listener in listeners:
         listener.on_start(episode)
     try:
+        target.rules = rules
         target.start(scenario, personality, seed)
         persuader.start(view, seed)
         concluded = False
@@ -87,7 +97,10 @@ def play(
             started = time.perf_counter()
             pturn = persuader.act(view)
             delivered, refused = check_disclosures(scenario, pturn.moves)
-            reply = target.respond(pturn.message, delivered, index)
+            if refused and rules == "mindgames":
+                delivered, reply = [], TargetReply(REJECTED_REPLY)
+            else:
+                reply = target.respond(pturn.message, delivered, index)
             turn = Turn(
                 index=index,
                 message=pturn.message,
@@ -110,7 +123,7 @@ def play(
             view.history.append(Exchange(turn.message, delivered, reply.text, reply.statements, refused))
             for listener in listeners:
                 listener.on_turn(episode, turn)
-            if any(m.kind == "conclude" for m in delivered):
+            if rules == "lab" and any(m.kind == "conclude" for m in delivered):
                 concluded = True
                 break
         choice, words = target.choose()

@@ -1,7 +1,8 @@
 """Evaluation runs: one agent against one simulated human over a fixed, deterministic set of episodes.
 
-An episode is fixed by scenario x condition x seed x personality (`EpisodeSpec`), so two agents evaluated with the
-same settings play the same episodes and can be compared pair by pair. Every episode is a session of kind
+An episode is fixed by scenario x condition x seed x personality (`EpisodeSpec`); its seed derives from the run's
+`seed`, the scenario id and the repeat (`engine.seeding`), so episodes are independent of one another while two
+agents evaluated with the same settings play the same episodes and can be compared pair by pair. Every episode is a session of kind
 `evaluate` whose id is derived from the run and the episode key: re-running a run by name skips the episodes
 already finished and replays the rest (crash, Ctrl-C or API error). Episodes run in threads (`concurrency`),
 each with its own players and its own store connection; local models batch the threads' requests themselves.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import threading
 import time
 import uuid
@@ -19,16 +19,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 from engine.episode import play
 from engine.errors import LabError
-from engine.game import CONDITIONS, Episode
+from engine.game import CONDITIONS, RULE_SETS
 from engine.metrics import summarize
+from engine.paths import resolve
 from engine.players import make_persuader, make_target
+from engine.record import Episode
 from engine.scenario import Scenario, ScenarioLibrary, load_path
-from engine.store import Store, StoreListener, dumps, now, session_trajectory
+from engine.seeding import episode_seed, personality_rng
+from engine.store import Store, StoreListener, dumps, session_trajectory
 from engine.targets.rational import resolve_personality
 
 
@@ -44,6 +46,8 @@ class EvalConfig:
     condition: str = "hidden"  # hidden | revealed | both
     seeds: int = 1
     max_turns: int | None = None
+    seed: int = 0  # the run seed: another value is an independent replication of the same run
+    rules: str = "lab"  # lab | mindgames (engine.game.RULE_SETS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,8 +57,9 @@ class EvalConfig:
 class EpisodeSpec:
     scenario: Scenario
     condition: str
-    seed: int
+    seed: int  # derived from (run seed, scenario id, repeat): every player seeds its randomness from it
     personality: str
+    repeat: int = 0
 
     @property
     def key(self) -> str:
@@ -63,32 +68,39 @@ class EpisodeSpec:
 
 def load_scenarios(spec: str) -> list[Scenario]:
     """A scenario file or folder, or a single scenario id from the library."""
-    if Path(spec).exists():
+    if resolve(spec).exists():
         return load_path(spec)
     return [ScenarioLibrary().get(spec)]
 
 
 def plan_episodes(config: EvalConfig, scenarios: Sequence[Scenario] | None = None) -> list[EpisodeSpec]:
-    """The run's episodes, in a fixed order: the first `num_eval` scenarios x conditions x seeds.
+    """The run's episodes, in a fixed order: the first `num_eval` scenarios x repeats (`seeds`) x conditions.
 
-    With personality 'mix' each (scenario, seed) draws its personality from its own seeded RNG, so the hidden and
-    revealed episodes of a scenario, and every agent, meet the same person.
+    Each (scenario, repeat) gets its own seed, and with personality 'mix' draws its personality from it, so the
+    hidden and revealed episodes of a scenario, and every agent, meet the same person with the same draws.
     """
     if config.condition not in (*CONDITIONS, "both"):
         raise LabError(f"--condition: unknown '{config.condition}' (known: hidden, revealed, both)")
+    if config.rules not in RULE_SETS:
+        raise LabError(f"--rules: unknown '{config.rules}' (known: {', '.join(RULE_SETS)})")
     if config.num_eval < 1 or config.seeds < 1:
         raise LabError("--num-eval and --seeds must be at least 1")
-    scenarios = list(scenarios if scenarios is not None else load_scenarios(config.scenarios))[: config.num_eval]
+    scenarios = list(scenarios if scenarios is not None else load_scenarios(config.scenarios))
     if not scenarios:
         raise LabError(f"--scenarios: no scenarios in {config.scenarios}")
+    if config.num_eval > len(scenarios):  # playing fewer than asked, silently, would misreport the run's size
+        raise LabError(f"--num-eval {config.num_eval}: {config.scenarios} holds only {len(scenarios)} scenario(s); "
+                       f"pass --num-eval {len(scenarios)} or fewer")
+    scenarios = scenarios[: config.num_eval]
     if config.max_turns:
         scenarios = [replace(s, max_turns=config.max_turns) for s in scenarios]
     conditions = list(CONDITIONS) if config.condition == "both" else [config.condition]
     specs = []
     for scenario in scenarios:
-        for seed in range(config.seeds):
-            personality = resolve_personality(config.personality, random.Random(f"{scenario.id}|{seed}"))
-            specs.extend(EpisodeSpec(scenario, c, seed, personality) for c in conditions)
+        for repeat in range(config.seeds):
+            seed = episode_seed(config.seed, scenario.id, repeat)
+            personality = resolve_personality(config.personality, personality_rng(seed))
+            specs.extend(EpisodeSpec(scenario, c, seed, personality, repeat) for c in conditions)
     return specs
 
 
@@ -97,61 +109,29 @@ def episode_id(run_id: str, key: str) -> str:
 
 
 # ----- the run row ------------------------------------------------------------------------------------
-def find_run(store: Store, name: str) -> dict[str, Any] | None:
-    rows = list(store.db.query("SELECT * FROM eval_runs WHERE name = ? OR id = ?", [name, name]))
-    return rows[0] if rows else None
-
-
-def list_runs(store: Store, limit: int = 200) -> list[dict[str, Any]]:
-    """The newest runs first, each with `done`: its episodes no longer running (what a progress bar shows)."""
-    runs = list(store.db.query("SELECT * FROM eval_runs ORDER BY created_at DESC LIMIT ?", [limit]))
-    done = {r["run_id"]: r["n"] for r in store.db.query(
-        "SELECT run_id, count(*) AS n FROM sessions WHERE run_id IN (SELECT id FROM eval_runs WHERE status = 'running')"
-        " AND status != 'running' GROUP BY run_id")}
-    return [{**r, "done": done.get(r["id"], 0)} for r in runs]
-
-
 def open_run(store: Store, name: str | None, config: EvalConfig, n_planned: int) -> dict[str, Any]:
     """The run called `name`, created if new; an existing one must have been started with the same config."""
-    row = find_run(store, name) if name else None
+    row = store.find_eval_run(name) if name else None
     if row:
-        old = json.loads(row["config_json"])
+        # a run stored before a setting existed (seed, rules) was played with that setting's default
+        old = {**EvalConfig(model=config.model).to_dict(), **json.loads(row["config_json"])}
         if old != config.to_dict():
             diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in config.to_dict().items() if old.get(k) != v)
             raise LabError(f"--name {name}: that run exists with other settings ({diff}); pick a new name")
         return row
     run_id = uuid.uuid4().hex[:12]
-    row = {
+    store.add_eval_run({
         "id": run_id, "name": name or f"{config.model}-{run_id[:6]}", "persuader": config.model,
         "target": config.human_agent, "config_json": dumps(config.to_dict()), "status": "running",
-        "results_json": None, "n_planned": n_planned, "created_at": now(), "updated_at": now(),
-    }
-    with store.transaction():
-        store.db["eval_runs"].insert(row)
-    return row
-
-
-def _set_run(store: Store, run_id: str, **fields: Any) -> None:
-    with store.transaction():
-        store.db["eval_runs"].update(run_id, {**fields, "updated_at": now()})
-
-
-def finished_keys(store: Store, run_id: str) -> set[str]:
-    rows = store.db.query("SELECT meta_json FROM sessions WHERE run_id = ? AND status = 'finished'", [run_id])
-    return {json.loads(r["meta_json"] or "{}").get("episode_key") for r in rows}
-
-
-def _forget(store: Store, session_id: str) -> None:
-    """Drop an unfinished attempt of an episode so it can be replayed under the same id."""
-    with store.transaction():
-        store.db.execute("DELETE FROM turns WHERE session_id = ?", [session_id])
-        store.db.execute("DELETE FROM sessions WHERE id = ?", [session_id])
+        "results_json": None, "n_planned": n_planned,
+    })
+    return store.find_eval_run(run_id)
 
 
 def run_trajectories(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Every session of a run as trajectory dicts (each turn with its usage, for tokens and cost)."""
     out = []
-    for row in store.iter_sessions("WHERE run_id = ? ORDER BY created_at", [run_id]):
+    for row in store.run_sessions(run_id):
         traj = session_trajectory(store, row["id"])
         traj["error"] = row["error"]
         out.append(traj)
@@ -220,18 +200,19 @@ def evaluate(
 ) -> RunResult:
     """Play (or resume) a run and store its results. `on_start(total, done)` and `on_episode` drive a progress bar.
 
-    A player's failure ends only its episode (errored, reason kept); Ctrl-C stops the run, marks it interrupted
-    and re-raises, with every finished episode already committed.
+    A player's failure ends only its episode (errored, reason kept); a run whose every episode errored is marked
+    `errored` (with `results["first_error"]`), not finished. Ctrl-C stops the run, marks it interrupted and
+    re-raises, with every finished episode already committed.
     """
     specs = plan_episodes(config)
     make_persuader(config.model)  # a bad spec fails now, not once per episode
     make_target(config.human_agent)
     run = open_run(store, name, config, len(specs))
-    done = finished_keys(store, run["id"])
+    done = store.finished_episode_keys(run["id"])
     todo = [s for s in specs if s.key not in done]
     if on_start:
         on_start(len(specs), len(specs) - len(todo))
-    _set_run(store, run["id"], status="running", n_planned=len(specs))
+    store.update_eval_run(run["id"], status="running", n_planned=len(specs))
     shared = store.path == ":memory:"  # an in-memory store cannot be reopened per thread; its lock serialises writes
     stores = _ThreadStores(store.path)
     stop = threading.Event()
@@ -239,12 +220,12 @@ def evaluate(
     def one(spec: EpisodeSpec) -> Episode:
         st = store if shared else stores.get()
         eid = episode_id(run["id"], spec.key)
-        _forget(st, eid)
+        st.delete_session(eid)  # an unfinished attempt of this episode: replayed under the same id
         return play(
             spec.scenario, make_persuader(config.model), make_target(config.human_agent),
-            personality=spec.personality, condition=spec.condition, seed=spec.seed, kind="evaluate",
+            personality=spec.personality, condition=spec.condition, seed=spec.seed, kind="evaluate", rules=config.rules,
             episode_id=eid, listeners=[StoreListener(st), _StopAfterTurn(stop)],
-            meta={"run_id": run["id"], "episode_key": spec.key},
+            meta={"run_id": run["id"], "episode_key": spec.key, "repeat": spec.repeat},
         )
 
     started = time.perf_counter()
@@ -264,7 +245,7 @@ def evaluate(
     except BaseException:  # Ctrl-C: queued episodes are dropped; those in flight stop after their current turn
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        _set_run(store, run["id"], status="interrupted")
+        store.update_eval_run(run["id"], status="interrupted")
         raise
     pool.shutdown(wait=True)
     stores.close()
@@ -274,6 +255,11 @@ def evaluate(
     if config.condition == "both":  # the two conditions answer different questions: each also on its own
         results["by_condition"] = {c: summarize([t for t in trajs if t["condition"] == c]) for c in CONDITIONS}
     results["timing"] = {"wall_s": round(wall, 3), "played": played, "concurrency": concurrency}
-    _set_run(store, run["id"], status="finished", results_json=dumps(results))
-    run = find_run(store, run["id"]) or run
+    errors = [t["error"] for t in trajs if t.get("error")]
+    if errors and len(errors) == len(trajs):  # nothing to score: a broken model or key, not a 0% agent
+        results["first_error"] = errors[0]
+        store.update_eval_run(run["id"], status="errored", results_json=dumps(results))
+    else:
+        store.update_eval_run(run["id"], status="finished", results_json=dumps(results))
+    run = store.find_eval_run(run["id"]) or run
     return RunResult(run, results, played, len(specs) - len(todo), wall)

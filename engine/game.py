@@ -1,4 +1,4 @@
-"""What passes between the episode loop and the players, and the records a game leaves behind.
+"""What passes between the episode loop and the players (the record a game leaves is `engine.record`).
 
 A persuader and a target are interfaces (abstract classes here), so rule-based, language-model and human
 players all plug into the same loop. The persuader only ever receives a `PersuaderView`, built so that in the
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.moves import Move
 from engine.scenario import Fact, Scenario, fact_key
 
+if TYPE_CHECKING:
+    from engine.record import Refusal
+
 CONDITIONS = ("hidden", "revealed")
+RULE_SETS = ("lab", "mindgames")
+"""`lab`: the lab's protocol (DESIGN.md 1); `mindgames`: MindGames' exactly (engine.mindgames)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class HiddenState:
 
     preferences: dict[str, float]
     target_knows: frozenset[Fact]
+    personality: str | None = None  # the rule-based target's personality, when the persuader may know it
 
 
 @dataclass
@@ -83,7 +89,7 @@ class Exchange:
     moves: list[Move]
     reply: str
     statements: list[Statement]
-    refused: list[str]
+    refused: list[Refusal]
 
 
 @dataclass
@@ -100,8 +106,13 @@ class PersuaderView:
 
 
 def persuader_side(scenario: Scenario) -> Scenario:
-    """The scenario without the target's hidden state, which is what a persuader is handed."""
-    return replace(scenario, preferences={}, target_knows=frozenset())
+    """The scenario without the target's hidden state, which is what a persuader is handed.
+
+    Its proposals come in id order, so that no persuader's play (its tie-breaks, the order it discloses in)
+    depends on the order a scenario file happens to list them: outcomes must not (DESIGN.md 1).
+    """
+    proposals = tuple(sorted(scenario.proposals, key=lambda p: p.id))
+    return replace(scenario, proposals=proposals, preferences={}, target_knows=frozenset())
 
 
 class Persuader(abc.ABC):
@@ -120,6 +131,7 @@ class Target(abc.ABC):
     """The simulated (or real) person. Knowledge is tracked here so every kind of target scores alike."""
 
     name: str = "target"
+    rules: str = "lab"  # the rule set (RULE_SETS); the episode loop sets it, a target may answer by it
 
     def start(self, scenario: Scenario, personality: str, seed: int) -> None:
         self.scenario = scenario
@@ -147,136 +159,16 @@ class Target(abc.ABC):
         }
 
 
-@dataclass
-class Turn:
-    index: int
-    message: str
-    moves: list[Move]
-    refused: list[str]
-    target_reply: str
-    statements: list[Statement]
-    target_state: dict[str, Any]
-    reasoning: str = ""
-    belief: dict[str, Any] | None = None
-    counterfactual: dict[str, Any] | None = None
-    raw: str = ""
-    parse_ok: bool = True
-    parse_error: str = ""
-    usage: dict[str, Any] | None = None
-    target_usage: dict[str, Any] | None = None
-    latency_ms: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The turn in the trajectory schema of DESIGN.md 2."""
-        out: dict[str, Any] = {
-            "index": self.index,
-            "belief": self.belief,
-            "reasoning": self.reasoning,
-            "counterfactual": self.counterfactual,
-            "moves": [m.text() for m in self.moves],
-            "message": self.message,
-            "target_reply": self.target_reply,
-            "statements": [s.text() for s in self.statements],
-            "target_state": self.target_state,
-        }
-        if self.refused:
-            out["refused"] = self.refused
-        if not self.parse_ok:
-            out["parse_ok"] = False
-            out["parse_error"] = self.parse_error
-        if self.raw:
-            out["raw"] = self.raw
-        if self.usage:
-            out["usage"] = self.usage
-        if self.target_usage:
-            out["target_usage"] = self.target_usage
-        return out
-
-
-@dataclass
-class Outcome:
-    choice: str
-    success: bool
-    turns: int
-    violations: int = 0
-    mental_state_appeals: int = 0
-    parse_failures: int = 0
-    final_words: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "choice": self.choice,
-            "success": self.success,
-            "turns": self.turns,
-            "violations": self.violations,
-            "mental_state_appeals": self.mental_state_appeals,
-            "parse_failures": self.parse_failures,
-        }
-
-
-@dataclass
-class Episode:
-    id: str
-    scenario: Scenario
-    persuader: str
-    target: str
-    personality: str
-    condition: str
-    seed: int
-    kind: str = "play"
-    turns: list[Turn] = field(default_factory=list)
-    outcome: Outcome | None = None
-    status: str = "running"  # running | finished | interrupted | errored
-    error: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_trajectory(self) -> dict[str, Any]:
-        """One line of a trajectory file (DESIGN.md 2)."""
-        return {
-            "id": self.id,
-            "scenario": self.scenario.to_dict(),
-            "persuader": {"name": self.persuader},
-            "target": {"kind": self.target, "personality": self.personality, "seed": self.seed},
-            "condition": self.condition,
-            "turns": [t.to_dict() for t in self.turns],
-            "outcome": self.outcome.to_dict() if self.outcome else None,
-        }
-
-
-def turn_from_dict(data: dict[str, Any]) -> Turn:
-    """Inverse of `Turn.to_dict`, used by import and the store."""
-    from engine.moves import parse_move
-
-    return Turn(
-        index=int(data["index"]),
-        message=data.get("message", ""),
-        moves=[parse_move(m) for m in data.get("moves", [])],
-        refused=list(data.get("refused", [])),
-        target_reply=data.get("target_reply", ""),
-        statements=[Statement.from_text(s) for s in data.get("statements", [])],
-        target_state=data.get("target_state") or {},
-        reasoning=data.get("reasoning") or "",
-        belief=data.get("belief"),
-        counterfactual=data.get("counterfactual"),
-        raw=data.get("raw", ""),
-        parse_ok=data.get("parse_ok", True),
-        parse_error=data.get("parse_error", ""),
-    )
-
-
 __all__ = [
     "CONDITIONS",
-    "Episode",
     "Exchange",
     "HiddenState",
-    "Outcome",
     "Persuader",
     "PersuaderTurn",
     "PersuaderView",
+    "RULE_SETS",
     "Statement",
     "Target",
     "TargetReply",
-    "Turn",
     "persuader_side",
-    "turn_from_dict",
 ]

@@ -1,5 +1,8 @@
 """Seeded generator of *interesting* scenarios from domain templates.
 
+Interesting means `rules.why_not_interesting` finds nothing: the target starts on a unique choice that is not the
+goal, and some true disclosures make the goal its unique best. Draws that fail are skipped, never repaired.
+
 The generator never repeats a held-out scenario: `signature` reduces a scenario to the game it defines
 (domain, names, effects, preferences, initial knowledge, goal) and generation skips any signature found in the
 held-out set, so evaluation scenarios are never seen in training.
@@ -18,7 +21,7 @@ from engine.rules import why_not_interesting
 from engine.scenario import DEFAULT_DIR, Attribute, Proposal, Scenario, fact_key, load_file
 
 HELDOUT_PATH = DEFAULT_DIR / "heldout.jsonl"
-HELDOUT_SEED = 20261124
+HELDOUT_SEED = 20261129
 HELDOUT_SIZE = 100
 
 

@@ -11,11 +11,14 @@ import json
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.errors import LabError
-from engine.evaluation import find_run, run_trajectories
+from engine.evaluation import run_trajectories
+from engine.files import atomic_write, write_text
+from engine.llm.specs import SETTINGS
 from engine.metrics import paired, summarize
+from engine.spec import parse
 from engine.store import Store
 
 
@@ -37,7 +40,7 @@ def entries_for_runs(store: Store, names: list[str]) -> list[Entry]:
     out: list[Entry] = []
     rows = []
     for name in names:
-        row = find_run(store, name)
+        row = store.find_eval_run(name)
         if not row:
             raise LabError(f"no evaluation run '{name}' in {store.path} (see `ptom-lab sessions` or run `evaluate`)")
         rows.append(row)
@@ -53,19 +56,29 @@ def entries_for_runs(store: Store, names: list[str]) -> list[Entry]:
 
 
 def short_agent(spec: str) -> str:
-    """A persuader spec without its generation options (`local:models/x?temperature=0&dtype=bfloat16` reads
-    `local:models/x`): the full spec squeezed the terminal table and the chart. The Markdown and JSON keep it."""
-    return spec.partition("?")[0] or spec
+    """A persuader spec without its model's run settings (`local:models/x?temperature=0&dtype=bfloat16` reads
+    `local:models/x`; `planner?noise=0.3` keeps its noise, which makes it another player): the full spec squeezed
+    the terminal table and the chart. The Markdown and JSON keep it. A stored name that is no spec stays whole."""
+    try:
+        return str(parse(spec).without(*SETTINGS))
+    except LabError:
+        return spec
 
 
-def build(entries: list[Entry]) -> dict[str, Any]:
-    """The leaderboard as data: entries best first (by success rate, then lower bound), and every pair's test."""
+def build(entries: list[Entry], published: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The leaderboard as data: entries best first (by success rate, then lower bound), and every pair's test.
+
+    `published` (`engine.mindgames.load_published`) rides along as figures from the literature: shown beside the
+    entries, labelled as published, never ranked or paired with them (they are not the same episodes)."""
     ranked = sorted(entries, key=lambda e: (-(e.summary["success"]["rate"] or 0), -e.summary["success"]["ci95"][0]))
     rows = [{"label": e.label, "run": e.run, "agent": e.agent, "condition": e.condition, **e.summary} for e in ranked]
     pairs = []
     for a, b in combinations(ranked, 2):
         pairs.append({"a": a.label, "b": b.label, **paired(a.trajectories, b.trajectories)})
-    return {"entries": rows, "pairwise": pairs}
+    board: dict[str, Any] = {"entries": rows, "pairwise": pairs}
+    if published:
+        board["published"] = published
+    return board
 
 
 def pct(x: float | None, digits: int = 0) -> str:
@@ -100,9 +113,46 @@ def table(board: dict[str, Any]):
             pct(cf["choice_accuracy"]), num(cf["brier"], 3), pct((r.get("moves") or {}).get("rate")),
             str(r["violations"]), str(r["errored"]),
         )
-    if waiting := unfinished_text(board):
-        t.caption, t.caption_justify = waiting, "left"
+    if published := board.get("published"):
+        t.add_section()
+        for r in published["rows"]:
+            t.add_row("pub", f"{r['label']}-{r['condition']}", str(r["n"]), success_text(r), *["–"] * 7)
+    captions = [text for text in (unfinished_text(board), published_text(board)) if text]
+    if captions:
+        t.caption, t.caption_justify = "\n".join(captions), "left"
     return t
+
+
+def published_text(board: dict[str, Any]) -> str:
+    published = board.get("published")
+    return f"pub: published figures ({published['source']}), not episodes of these runs" if published else ""
+
+
+ROW_COLUMNS = ("rank", "label", "agent", "run", "condition", "n", "successes", "rate", "ci_low", "ci_high",
+               "turns_mean", "alignment", "cf_accuracy", "brier", "moves_rate", "lies", "unparseable", "errored",
+               "unfinished", "tokens", "cost_usd")
+
+
+def rows(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ranked entries as flat rows of raw numbers (None where undefined), for pipes and `compare --json`."""
+    out = []
+    for i, r in enumerate(board["entries"], 1):
+        s, cf, usage = r["success"], r["counterfactual"], r["usage"]
+        out.append({
+            "rank": i, "label": r["label"], "agent": r["agent"], "run": r["run"], "condition": r["condition"],
+            "n": s["n"], "successes": s.get("successes"), "rate": s["rate"], "ci_low": s["ci95"][0],
+            "ci_high": s["ci95"][1], "turns_mean": r["turns_to_success"]["mean"],
+            "alignment": r["preference_alignment"]["final"], "cf_accuracy": cf["choice_accuracy"],
+            "brier": cf["brier"], "moves_rate": (r.get("moves") or {}).get("rate"), "lies": r["violations"],
+            "unparseable": r["unparseable"], "errored": r["errored"], "unfinished": r.get("unfinished", 0),
+            "tokens": usage["input_tokens"] + usage["output_tokens"], "cost_usd": usage["cost_usd"],
+        })
+    for r in (board.get("published") or {}).get("rows", []):  # figures from the literature: unranked
+        out.append(dict.fromkeys(ROW_COLUMNS) | {
+            "label": f"{r['label']}-{r['condition']}", "agent": "published", "condition": r["condition"], "n": r["n"],
+            "successes": r["successes"], "rate": r["rate"], "ci_low": r["ci95"][0], "ci_high": r["ci95"][1],
+        })
+    return out
 
 
 def unfinished_text(board: dict[str, Any]) -> str:
@@ -130,6 +180,11 @@ def markdown(board: dict[str, Any]) -> str:
         )
     if waiting := unfinished_text(board):
         lines += ["", waiting]
+    if published := board.get("published"):
+        lines += ["", f"Published figures ({published['source']}; played on `{published['scenarios']}`), beside the "
+                  "runs above, not ranked or paired with them", "",
+                  "| Persuader | Condition | n | Success (95% CI) |", "|---|---|---|---|"]
+        lines += [f"| {r['label']} | {r['condition']} | {r['n']} | {success_text(r)} |" for r in published["rows"]]
     lines += ["", "Runs (the persuader's full spec, options included):", ""]
     lines += [f"- {r['label']}: run `{r['run']}`, persuader `{r['agent']}`" for r in board["entries"]]
     turns = sorted({int(i) for r in board["entries"] for i in r["preference_alignment"]["by_turn"]})
@@ -147,7 +202,7 @@ def markdown(board: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(board: dict[str, Any], path: str | Path) -> None:
+def chart(board: dict[str, Any], path: str | Path | BinaryIO) -> None:
     """Success rate per entry with its 95% Wilson interval, as a horizontal bar chart."""
     import matplotlib
 
@@ -171,7 +226,7 @@ def chart(board: dict[str, Any], path: str | Path) -> None:
     ax.set_xlabel("success rate (95% Wilson interval)")
     ax.set_title("PToM Lab leaderboard")
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -180,7 +235,8 @@ def write(board: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "leaderboard.md", "json": out / "leaderboard.json", "png": out / "leaderboard.png"}
-    paths["markdown"].write_text(markdown(board), encoding="utf-8")
-    paths["json"].write_text(json.dumps(board, indent=2), encoding="utf-8")
-    chart(board, paths["png"])
+    write_text(paths["markdown"], markdown(board))
+    write_text(paths["json"], json.dumps(board, indent=2))
+    with atomic_write(paths["png"], "wb") as fh:
+        chart(board, fh)
     return paths

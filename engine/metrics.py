@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 LEVELS = ("dislike", "neutral", "like")  # index = sign + 1
@@ -76,12 +76,35 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+# ----- outcomes: the one count of successes and failures ----------------------------------------------
+def outcome_counts(successes: Iterable[bool]) -> dict[str, Any]:
+    """n, successes, failures, rate (None when n is 0) and its Wilson 95% interval, of finished conversations."""
+    results = [bool(s) for s in successes]
+    wins = sum(results)
+    return {"n": len(results), "successes": wins, "failures": len(results) - wins,
+            "rate": _ratio(wins, len(results)), "ci95": list(wilson(wins, len(results)))}
+
+
+def outcome_summary(results: Iterable[tuple[bool, Mapping[str, str]]]) -> dict[str, Any]:
+    """Outcome counts overall and within each group: what `trajectories stats`, `generate`, data prep and the
+    TUI's Data pane report, so their numbers cannot drift apart.
+
+    Each result is one finished conversation: (success, {group: value}), e.g. {"persuader": "planner"}.
+    Returns `outcome_counts` of all of them plus `by`: {group: {value: outcome_counts}}, values sorted.
+    """
+    everything: list[bool] = []
+    grouped: dict[str, dict[str, list[bool]]] = {}
+    for success, groups in results:
+        everything.append(success)
+        for group, value in groups.items():
+            grouped.setdefault(group, {}).setdefault(value, []).append(success)
+    by = {g: {v: outcome_counts(cell) for v, cell in sorted(cells.items())} for g, cells in grouped.items()}
+    return {**outcome_counts(everything), "by": by}
+
+
 # ----- metrics over many episodes ---------------------------------------------------------------------
 def success_rate(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    scored = [t for t in trajs if is_scored(t)]
-    wins = sum(bool(t["outcome"]["success"]) for t in scored)
-    lo, hi = wilson(wins, len(scored))
-    return {"successes": wins, "n": len(scored), "rate": _ratio(wins, len(scored)), "ci95": [lo, hi]}
+    return outcome_counts(t["outcome"]["success"] for t in trajs if is_scored(t))
 
 
 def turns_to_success(trajs: Sequence[dict[str, Any]]) -> dict[str, float | None]:

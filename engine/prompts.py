@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.game import Exchange, HiddenState, PersuaderView
-from engine.moves import format_reply, parse_move
+from engine.moves import format_reply
 from engine.scenario import Scenario, fact_key
+
+if TYPE_CHECKING:
+    from engine.record import Turn
 
 MOVE_HELP = (
     "MOVES: any of disclose P.attr=+1|0|-1 (must be true), ask_preference attr, ask_knowledge P.attr, "
@@ -39,13 +42,12 @@ def history_from_view(history: Iterable[Exchange]) -> list[HistoryItem]:
     return [HistoryItem(tuple(m.text() for m in ex.moves), ex.message, ex.reply) for ex in history]
 
 
-def history_from_turns(turns: Iterable[Mapping[str, Any]]) -> list[HistoryItem]:
-    """From trajectory turns (DESIGN.md 2); refused lies are dropped, as the loop drops them at play time."""
+def history_from_turns(turns: Iterable[Turn]) -> list[HistoryItem]:
+    """From recorded turns (`engine.record`); refused lies are dropped, as the loop drops them at play time."""
     out = []
     for t in turns:
-        refused = {r.split(" contradicts")[0] for r in t.get("refused") or []}
-        moves = tuple(m for m in t.get("moves", []) if m not in refused)
-        out.append(HistoryItem(moves, t.get("message", ""), t.get("target_reply", "")))
+        refused = {r.move for r in t.refused}
+        out.append(HistoryItem(tuple(m.text() for m in t.moves if m not in refused), t.message, t.target_reply))
     return out
 
 
@@ -143,13 +145,13 @@ def messages_for_view(view: PersuaderView, belief: Mapping[str, Any] | None = No
     return persuader_messages(view.scenario, view.turn, history_from_view(view.history), belief, view.revealed, self_belief)
 
 
-def assistant_text(turn: Mapping[str, Any], self_belief: bool = False) -> str:
-    """The target text for one trajectory turn: what a trained persuader should write."""
-    moves = [parse_move(m) for m in turn.get("moves", [])]
+def assistant_text(turn: Turn, self_belief: bool = False) -> str:
+    """The target text for one recorded turn: what a trained persuader should write."""
+    cf, belief = turn.counterfactual, turn.belief
     return format_reply(
-        turn.get("message", ""),
-        moves,
-        reasoning=turn.get("reasoning", ""),
-        counterfactual=counterfactual_text(turn.get("counterfactual")),
-        belief=belief_text(turn.get("belief")) if self_belief else "",
+        turn.message,
+        list(turn.moves),
+        reasoning=turn.reasoning,
+        counterfactual=counterfactual_text(cf.model_dump(exclude_none=True) if cf else None),
+        belief=belief_text(belief.model_dump(exclude_none=True) if belief else None) if self_belief else "",
     )

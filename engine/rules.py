@@ -1,14 +1,21 @@
 """Game rules that do not depend on who plays: values, choices and whether a scenario can be won.
 
 Kept free of randomness and I/O so that targets, the planner and the generator all share one definition of
-what a target with given preferences and knowledge prefers.
+what a target with given preferences and knowledge prefers. The choice rule is MindGames': the target switches
+only to a *unique* best proposal and keeps its current choice when the top value is tied, so no outcome depends
+on the order in which proposals are listed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from engine.scenario import Fact, Scenario
+import numpy as np
+
+from engine.scenario import Fact, Scenario, ScenarioError
+
+TIE = 1e-9
+"""Values closer than this are equal: preference weights may be fractions whose sums differ by rounding only."""
 
 
 def values(scenario: Scenario, preferences: Mapping[str, float], knows: Iterable[Fact]) -> dict[str, float]:
@@ -20,24 +27,48 @@ def values(scenario: Scenario, preferences: Mapping[str, float], knows: Iterable
     return out
 
 
-def best(vals: Mapping[str, float], order: Iterable[str], favourite: str | None = None) -> str:
-    """The highest value; a tie goes to the current favourite, then to the earlier proposal."""
-    order = list(order)
-    top = max(vals[p] for p in order)
-    tied = [p for p in order if vals[p] == top]
-    if favourite in tied:
-        return favourite  # type: ignore[return-value]
-    return tied[0]
+def top(vals: Mapping[str, float]) -> list[str]:
+    """The proposals tied for the highest value (one when the best is unique)."""
+    high = max(vals.values())
+    return [p for p, v in vals.items() if v >= high - TIE]
 
 
 def unique_best(vals: Mapping[str, float]) -> str | None:
-    top = max(vals.values())
-    tied = [p for p, v in vals.items() if v == top]
+    tied = top(vals)
     return tied[0] if len(tied) == 1 else None
 
 
+def choose(vals: Mapping[str, float], current: str) -> str:
+    """MindGames' rule: the unique best proposal; when the top value is tied, the current choice stays."""
+    return unique_best(vals) or current
+
+
+def choose_array(vals: np.ndarray, current: np.ndarray | None) -> np.ndarray:
+    """`choose` over the last axis of (..., n) values, as proposal indices; -1 where tied with no current choice."""
+    high = vals.max(axis=-1)
+    unique = (vals >= high[..., None] - TIE).sum(axis=-1) == 1
+    return np.where(unique, vals.argmax(axis=-1), -1 if current is None else current)
+
+
+def start_tie(scenario: Scenario) -> list[str]:
+    """The proposals tied for the target's first choice; empty when that choice is unique, as it must be."""
+    tied = top(values(scenario, scenario.preferences, scenario.target_knows))
+    return tied if len(tied) > 1 else []
+
+
 def initial_choice(scenario: Scenario) -> str:
-    return best(values(scenario, scenario.preferences, scenario.target_knows), scenario.proposal_ids)
+    """The target's choice before any message: the unique best by what it knows at the start."""
+    tied = start_tie(scenario)
+    if tied:
+        raise ScenarioError(f"scenario '{scenario.id}': {tie_problem(tied)}")
+    return top(values(scenario, scenario.preferences, scenario.target_knows))[0]
+
+
+def tie_problem(tied: list[str]) -> str:
+    return (
+        f"the target's initial choice is tied between {', '.join(tied)}: a scenario must start on a unique choice "
+        "(change a preference, an effect or what the target knows)"
+    )
 
 
 def winning_disclosures(scenario: Scenario, preferences: Mapping[str, float] | None = None) -> frozenset[Fact]:
@@ -57,8 +88,10 @@ def winning_disclosures(scenario: Scenario, preferences: Mapping[str, float] | N
 
 def why_not_interesting(scenario: Scenario) -> str | None:
     """None when the scenario is interesting (DESIGN.md 1); otherwise why not, in words."""
-    start = initial_choice(scenario)
-    if start == scenario.goal:
+    tied = start_tie(scenario)
+    if tied:
+        return tie_problem(tied)
+    if initial_choice(scenario) == scenario.goal:
         return f"the target already chooses the goal {scenario.goal} before any disclosure (nothing to persuade)"
     knows = scenario.target_knows | winning_disclosures(scenario)
     vals = values(scenario, scenario.preferences, knows)

@@ -8,8 +8,8 @@ naming where the bad value came from.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import yaml
 
 from engine.errors import LabError
 from engine.jsonl import json_lines, write_json_lines
+from engine.paths import resolve, shipped_dir
 
 Fact = tuple[str, str]
 """A fact is a (proposal id, attribute id) pair; written `P.attr` in prose and files."""
@@ -131,8 +132,10 @@ class Scenario:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "scenario") -> Scenario:
-        """Build and validate; every error names `where` (a file and line) and the offending field."""
+    def from_dict(cls, data: Any, where: str = "scenario", check_interesting: bool = True) -> Scenario:
+        """Build and validate; every error names `where` (a file and line) and the offending field.
+
+        `check_interesting=False` accepts any well-formed scenario: a recorded game may have been played on one."""
         if not isinstance(data, dict):
             raise ScenarioError(f"{where}: a scenario must be a mapping, got {type(data).__name__}")
         sid = str(data.get("id") or "").strip()
@@ -229,7 +232,7 @@ class Scenario:
             max_turns=max_turns,
             source=where,
         )
-        if data.get("check_interesting", True):
+        if check_interesting:
             from engine.rules import why_not_interesting
 
             problem = why_not_interesting(scenario)
@@ -253,43 +256,84 @@ def _attribute(data: Any, where: str) -> Attribute:
 
 
 # ----- files ---------------------------------------------------------------------------------------
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+DEFAULT_DIR = shipped_dir("scenarios")
 
 
 def load_file(path: str | Path) -> list[Scenario]:
     """Scenarios from one YAML file (a mapping, or a list of them) or one JSONL file (one a line)."""
-    path = Path(path)
+    path = resolve(path)
     if not path.exists():
         raise ScenarioError(f"{path}: no such file")
     if path.suffix == ".jsonl":
         return list(_from_jsonl(path))
-    text = path.read_text(encoding="utf-8")
+    text = _utf8(path)
     if path.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ScenarioError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         items = data if isinstance(data, list) else [data]
-        return [Scenario.from_dict(d, f"{path}[{i}]") for i, d in enumerate(items)]
+        return [_from_file(d, f"{path}[{i}]") for i, d in enumerate(items)]
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader that refuses duplicate keys
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ScenarioError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if isinstance(data, list):
-        return [Scenario.from_dict(d, f"{path}[{i}]") for i, d in enumerate(data)]
-    return [Scenario.from_dict(data, str(path))]
+        return [_from_file(d, f"{path}[{i}]") for i, d in enumerate(data)]
+    return [_from_file(data, str(path))]
 
 
 def _from_jsonl(path: Path) -> Iterator[Scenario]:
     for lineno, data in json_lines(path, ScenarioError):
-        yield Scenario.from_dict(data, f"{path}:{lineno}")
+        yield _from_file(data, f"{path}:{lineno}")
+
+
+def _utf8(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 are named by line, not left to a UnicodeDecodeError."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}): save the file as UTF-8") from None
+
+
+FILE_KEYS = frozenset(f.name for f in fields(Scenario)) - {"source"}
+"""The top-level keys a scenario file may use: a typo such as `preference:` must not be ignored silently."""
+
+
+def _from_file(data: Any, where: str) -> Scenario:
+    """`Scenario.from_dict` for an item of a scenario file, which may hold no key the model does not know."""
+    if isinstance(data, dict):
+        unknown = sorted(str(k) for k in data if k not in FILE_KEYS)
+        if unknown:
+            raise ScenarioError(
+                f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(FILE_KEYS))})"
+            )
+    return Scenario.from_dict(data, where)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first on line {seen[key]})", key_node.start_mark
+                )
+            if isinstance(key, Hashable):
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
 def load_path(path: str | Path) -> list[Scenario]:
     """A file, or every scenario file in a directory (not recursing into held-out sets' neighbours)."""
-    path = Path(path)
+    path = resolve(path)
     if path.is_dir():
         out: list[Scenario] = []
         for child in sorted(path.iterdir()):
@@ -325,7 +369,7 @@ class ScenarioLibrary:
     def get(self, spec: str) -> Scenario:
         """`spec` is a scenario id, or a path to a file holding exactly one scenario (or `FILE#ID`)."""
         path, _, sid = spec.partition("#")
-        if Path(path).exists() and Path(path).is_file():
+        if resolve(path).is_file():
             items = load_file(path)
             if sid:
                 for s in items:

@@ -1,8 +1,13 @@
-"""The one store: a SQLite file (`sessions.db`) through sqlite-utils, in WAL mode, migrated on open.
+"""The one store: a SQLite file (`sessions.db`) in WAL mode, migrated on open, and the only module that speaks SQL.
 
 Every game is a *session* with its *turns*; a turn is committed the moment it ends, so a crash loses at most
-the turn in progress. A schema change is a new function appended to `MIGRATIONS`, never an edit of an applied one.
-The file opens in Datasette as it is. API keys never enter it: nothing here stores an environment.
+the turn in progress. Evaluation runs, training runs and their steps, models and datasets live here too, each
+child table with a declared foreign key to its parent, so Datasette links them. A schema change is a new function
+appended to `MIGRATIONS`, never an edit of an applied one. The file opens in Datasette as it is. API keys never
+enter it: nothing here stores an environment.
+
+Reads and writes use the plain `sqlite3` module; sqlite-utils (which imports pandas and numpy when they are
+installed, ~0.8 s) is imported only to run a pending migration or when `Store.db` is asked for (tests, tools).
 """
 
 from __future__ import annotations
@@ -10,42 +15,20 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine.errors import LabError
 
-def _import_sqlite_utils():  # noqa: ANN202 - returns the module
-    """sqlite-utils, imported as if pandas and numpy were absent.
+if TYPE_CHECKING:  # imported where used: with pandas and numpy (trl brings them) it costs ~0.8 s of every start
+    import sqlite_utils
 
-    When they are installed (trl and datasets bring them) sqlite-utils imports them only to map `pd.Timestamp`
-    and numpy scalar types to column types when it creates columns from data; this store creates every column
-    in its migrations and writes plain Python values. Those two imports cost about 0.8 s of every `ptom-lab`
-    start and of the TUI's first paint. A library already imported is left alone, and both stay importable:
-    they are hidden only while sqlite-utils loads."""
-    import sys
-
-    hidden = [m for m in ("pandas", "numpy") if m not in sys.modules]
-    if "sqlite_utils" in sys.modules or not hidden:
-        import sqlite_utils
-
-        return sqlite_utils
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # `import name` now raises ImportError
-    try:
-        import sqlite_utils
-    finally:
-        for name in hidden:
-            del sys.modules[name]
-    return sqlite_utils
-
-
-sqlite_utils = _import_sqlite_utils()
-
-from engine.errors import LabError  # noqa: E402
-from engine.game import Episode, Turn  # noqa: E402
+    from engine.record import Episode, Turn
 
 DEFAULT_DB = "sessions.db"
 
@@ -168,9 +151,33 @@ def _m002_research_loop(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_foreign_keys(db: sqlite_utils.Database) -> None:
+    """Declare the parents Datasette links by: sessions.run_id -> eval_runs, models.run_id -> training_runs.
+
+    A session's run is an evaluation, a generation batch or an import; batches and imports had no row of their
+    own, so `eval_runs` gains a `kind` and each of them gets a row made from its sessions. A model whose training
+    run is gone gets a placeholder run (status `missing`), so every id a row held is still there.
+    """
+    db["eval_runs"].add_column("kind", str, not_null_default="evaluate")  # evaluate | generate | import
+    db.execute(
+        "INSERT INTO eval_runs (id, name, kind, n_planned, created_at, updated_at) "
+        "SELECT run_id, run_id, min(kind), count(*), min(created_at), max(updated_at) FROM sessions "
+        "WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT id FROM eval_runs) GROUP BY run_id"
+    )
+    db.execute(
+        "INSERT INTO training_runs (id, name, status, created_at, updated_at) "
+        "SELECT run_id, run_id, 'missing', min(created_at), max(created_at) FROM models "
+        "WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT id FROM training_runs) GROUP BY run_id"
+    )
+    db["sessions"].transform(add_foreign_keys=[("run_id", "eval_runs", "id")])
+    db["models"].transform(add_foreign_keys=[("run_id", "training_runs", "id")])
+    db["models"].create_index(["run_id"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_sessions_and_turns", _m001_sessions),
     ("002_research_loop", _m002_research_loop),
+    ("003_foreign_keys", _m003_foreign_keys),
 ]
 
 
@@ -185,119 +192,177 @@ class Store:
             conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise LabError(f"cannot open the database {self.path}: {exc}") from None
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self.db = sqlite_utils.Database(conn)
-        self.lock = threading.RLock()
-        self.migrate()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA recursive_triggers = ON")  # as sqlite-utils sets it: REPLACE fires FTS delete triggers
+            self.conn = conn
+            self._db: sqlite_utils.Database | None = None
+            self.lock = threading.RLock()
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise store_error(self.path, exc) from None
 
     # ----- schema -----------------------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This connection through sqlite-utils, for migrations and for tests or tools that read tables directly.
+
+        Made on first use, so a command that only reads and writes through the methods below never imports it."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
+
     def migrate(self) -> list[str]:
+        """Apply the pending migrations, each in its own transaction; the names applied, in order.
+
+        Foreign keys are off while a migration runs (SQLite's own recipe for rebuilding a table that others point
+        to; the pragma is a no-op inside a transaction, hence here) and checked before it commits."""
         applied: list[str] = []
         with self.lock:
-            self.db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-            done = {row[0] for row in self.db.execute("SELECT name FROM migrations").fetchall()}
+            self.conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+            done = {row[0] for row in self.conn.execute("SELECT name FROM migrations").fetchall()}
             for name, fn in MIGRATIONS:
                 if name in done:
                     continue
-                with self.transaction():
-                    fn(self.db)
-                    self.db.execute("INSERT INTO migrations VALUES (?, ?)", [name, now()])
+                self.conn.execute("PRAGMA foreign_keys = OFF")
+                try:
+                    with self.transaction():
+                        if self.conn.execute("SELECT 1 FROM migrations WHERE name = ?", [name]).fetchone():
+                            continue  # another process applied it while this one waited for the write lock
+                        fn(self.db)
+                        broken = self.conn.execute("PRAGMA foreign_key_check").fetchone()
+                        if broken:
+                            raise LabError(f"{self.path}: migration {name} left a row of {broken[0]} without its "
+                                           f"{broken[2]} row; the store is unchanged")
+                        self.conn.execute("INSERT INTO migrations VALUES (?, ?)", [name, now()])
+                finally:
+                    self.conn.execute("PRAGMA foreign_keys = ON")
                 applied.append(name)
         return applied
 
     def transaction(self):
-        """BEGIN IMMEDIATE ... COMMIT: a writer takes the lock up front, so readers never see half a write."""
-        return _Transaction(self.db.conn, self.lock)
+        """BEGIN IMMEDIATE ... COMMIT: a writer takes the lock up front, so readers never see half a write.
+
+        A store busy with another process's write is waited for (with one notice on stderr), and a read-only
+        or broken store raises a LabError naming the file, never a raw sqlite3 traceback."""
+        return _Transaction(self.conn, self.lock, self.path)
+
+    def check_writable(self) -> None:
+        """Raise a LabError now if this store cannot be written, so a command fails before its first game.
+
+        SQLite reports a read-only file only at the first write, so this takes the write lock and runs a
+        write that touches no row, then rolls back."""
+        with self.lock:
+            if self.conn.in_transaction:
+                return
+            _begin(self.conn, self.path)
+            try:
+                self.conn.execute("DELETE FROM migrations WHERE 0")
+            except sqlite3.DatabaseError as exc:
+                raise store_error(self.path, exc) from None
+            finally:
+                self.conn.execute("ROLLBACK")
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     # ----- sessions and turns ------------------------------------------------------------------------
     def start_session(self, episode: Episode) -> None:
-        with self.transaction():
-            self.db["sessions"].insert(
-                {
-                    "id": episode.id,
-                    "kind": episode.kind,
-                    "status": episode.status,
-                    "scenario_id": episode.scenario.id,
-                    "scenario_json": dumps(episode.scenario.to_dict()),
-                    "persuader": episode.persuader,
-                    "target": episode.target,
-                    "personality": episode.personality,
-                    "condition": episode.condition,
-                    "seed": episode.seed,
-                    "meta_json": dumps(episode.meta),
-                    "run_id": episode.meta.get("run_id"),
-                    "archived": 0,
-                    "n_turns": 0,
-                    "created_at": now(),
-                    "updated_at": now(),
-                },
-                replace=True,
-            )
+        self._insert(
+            "sessions",
+            {
+                "id": episode.id,
+                "kind": episode.kind,
+                "status": episode.status,
+                "scenario_id": episode.scenario.id,
+                "scenario_json": dumps(episode.scenario.to_dict()),
+                "persuader": episode.persuader.name,
+                "target": episode.target.kind,
+                "personality": episode.target.personality,
+                "condition": episode.condition,
+                "seed": episode.target.seed,
+                "meta_json": dumps(episode.meta),
+                "run_id": episode.meta.get("run_id"),
+                "archived": 0,
+                "n_turns": 0,
+                "created_at": now(),
+                "updated_at": now(),
+            },
+            replace=True,
+        )
 
     def add_turn(self, session_id: str, turn: Turn) -> None:
+        """One committed row; the JSON columns hold the record's own dump of each field."""
+        data = turn.model_dump(mode="json")
         with self.transaction():
-            self.db["turns"].insert(
+            self._insert(
+                "turns",
                 {
                     "session_id": session_id,
                     "idx": turn.index,
-                    "message": turn.message,
-                    "target_reply": turn.target_reply,
-                    "moves_json": dumps([m.text() for m in turn.moves]),
-                    "refused_json": dumps(turn.refused),
-                    "statements_json": dumps([s.text() for s in turn.statements]),
-                    "reasoning": turn.reasoning,
-                    "belief_json": dumps(turn.belief),
-                    "counterfactual_json": dumps(turn.counterfactual),
-                    "target_state_json": dumps(turn.target_state),
-                    "raw": turn.raw,
+                    **{f"{key}_json": dumps(data[key]) for key in _TURN_JSON},
+                    **{key: data[key] for key in _TURN_COLUMNS},
                     "parse_ok": int(turn.parse_ok),
-                    "parse_error": turn.parse_error,
-                    "usage_json": dumps(turn.usage),
-                    "target_usage_json": dumps(turn.target_usage),
-                    "latency_ms": turn.latency_ms,
                     "created_at": now(),
-                }
+                },
             )
-            self.db.execute(
-                "UPDATE sessions SET n_turns = ?, updated_at = ? WHERE id = ?", [turn.index, now(), session_id]
-            )
+            self._update("sessions", session_id, {"n_turns": turn.index, "updated_at": now()})
 
     def end_session(self, episode: Episode) -> None:
         o = episode.outcome
-        with self.transaction():
-            self.db["sessions"].update(
-                episode.id,
-                {
-                    "status": episode.status,
-                    "choice": o.choice if o else None,
-                    "success": int(o.success) if o else None,
-                    "violations": o.violations if o else None,
-                    "mental_state_appeals": o.mental_state_appeals if o else None,
-                    "parse_failures": o.parse_failures if o else None,
-                    "final_words": o.final_words if o else None,
-                    "n_turns": len(episode.turns),
-                    "error": episode.error or None,
-                    "meta_json": dumps(episode.meta),
-                    "updated_at": now(),
-                },
-            )
+        self._update(
+            "sessions",
+            episode.id,
+            {
+                "status": episode.status,
+                "choice": o.choice if o else None,
+                "success": int(o.success) if o else None,
+                "violations": o.violations if o else None,
+                "mental_state_appeals": o.mental_state_appeals if o else None,
+                "parse_failures": o.parse_failures if o else None,
+                "final_words": o.final_words if o else None,
+                "n_turns": len(episode.turns),
+                "error": episode.error or None,
+                "meta_json": dumps(episode.meta),
+                "updated_at": now(),
+            },
+        )
 
+    # ----- rows in and out: every statement below goes through these --------------------------------------
+    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def _insert(self, table: str, row: dict[str, Any], *, replace: bool = False) -> None:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        columns = ", ".join(f"[{c}]" for c in row)
+        with self.transaction():
+            self.conn.execute(f"{verb} INTO [{table}] ({columns}) VALUES ({', '.join('?' * len(row))})",
+                              list(row.values()))
+
+    def _update(self, table: str, row_id: str, fields: dict[str, Any]) -> None:
+        sets = ", ".join(f"[{c}] = ?" for c in fields)
+        with self.transaction():
+            self.conn.execute(f"UPDATE [{table}] SET {sets} WHERE id = ?", [*fields.values(), row_id])
+
+    # ----- reading sessions ---------------------------------------------------------------------------
     def get_session(self, session_id: str) -> dict[str, Any]:
-        rows = list(self.db.query("SELECT * FROM sessions WHERE id = ?", [session_id]))
+        rows = self._rows("SELECT * FROM sessions WHERE id = ?", [session_id])
         if not rows:
-            rows = list(self.db.query("SELECT * FROM sessions WHERE id LIKE ? LIMIT 2", [session_id + "%"]))
+            rows = self._rows("SELECT * FROM sessions WHERE id LIKE ? LIMIT 2", [session_id + "%"])
             if len(rows) != 1:
                 raise LabError(f"no session '{session_id}' in {self.path}" if not rows else f"'{session_id}' is ambiguous")
         return rows[0]
 
     def turns(self, session_id: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM turns WHERE session_id = ? ORDER BY idx", [session_id]))
+        return self._rows("SELECT * FROM turns WHERE session_id = ? ORDER BY idx", [session_id])
 
     def list_sessions(
         self,
@@ -314,14 +379,14 @@ class Store:
         """Newest first; every filter is indexed or FTS-backed so it stays fast at 100,000 sessions."""
         where, params = self._filters(kind, scenario, agent, success, search, archived)
         sql = f"SELECT * FROM sessions {where} ORDER BY created_at DESC LIMIT ? OFFSET ?"
-        return list(self.db.query(sql, [*params, limit, offset]))
+        return self._rows(sql, [*params, limit, offset])
 
     def count_sessions(self, **filters: Any) -> int:
         where, params = self._filters(
             filters.get("kind"), filters.get("scenario"), filters.get("agent"), filters.get("success"),
             filters.get("search"), filters.get("archived", False),
         )
-        return self.db.execute(f"SELECT count(*) FROM sessions {where}", params).fetchone()[0]
+        return self.conn.execute(f"SELECT count(*) FROM sessions {where}", params).fetchone()[0]
 
     @staticmethod
     def _filters(kind, scenario, agent, success, search, archived) -> tuple[str, list[Any]]:
@@ -347,11 +412,106 @@ class Store:
         return "WHERE " + " AND ".join(clauses), params
 
     def archive(self, session_id: str, archived: bool = True) -> None:
-        with self.transaction():
-            self.db["sessions"].update(self.get_session(session_id)["id"], {"archived": int(archived)})
+        self._update("sessions", self.get_session(session_id)["id"], {"archived": int(archived)})
 
-    def iter_sessions(self, sql_where: str = "", params: list[Any] | None = None) -> Iterator[dict[str, Any]]:
-        yield from self.db.query(f"SELECT * FROM sessions {sql_where}", params or [])
+    def session_ids(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT id FROM sessions")}
+
+    def delete_session(self, session_id: str) -> None:
+        """A session and its turns, gone together: an unfinished attempt replayed, or a copy about to be replaced."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM turns WHERE session_id = ?", [session_id])
+            self.conn.execute("DELETE FROM sessions WHERE id = ?", [session_id])
+
+    # ----- runs of sessions: evaluations, generation batches, imports (`eval_runs`) -------------------
+    def add_eval_run(self, row: dict[str, Any]) -> None:
+        self._insert("eval_runs", {"kind": "evaluate", "created_at": now(), "updated_at": now(), **row})
+
+    def ensure_run(self, run_id: str, kind: str) -> None:
+        """The row a generation batch's or an import's sessions point to, made by the first of them."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO eval_runs (id, name, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                [run_id, run_id, kind, now(), now()],
+            )
+
+    def update_eval_run(self, run_id: str, **fields: Any) -> None:
+        self._update("eval_runs", run_id, {**fields, "updated_at": now()})
+
+    def find_eval_run(self, name: str) -> dict[str, Any] | None:
+        """A run by name or id, or None."""
+        rows = self._rows("SELECT * FROM eval_runs WHERE name = ? OR id = ?", [name, name])
+        return rows[0] if rows else None
+
+    def eval_runs(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest evaluation runs first, each with `done`: its episodes no longer running (a progress bar)."""
+        runs = self._rows(
+            "SELECT * FROM eval_runs WHERE kind = 'evaluate' ORDER BY created_at DESC LIMIT ?", [limit]
+        )
+        done = {r["run_id"]: r["n"] for r in self._rows(
+            "SELECT run_id, count(*) AS n FROM sessions WHERE run_id IN (SELECT id FROM eval_runs WHERE status = 'running')"
+            " AND status != 'running' GROUP BY run_id")}
+        return [{**r, "done": done.get(r["id"], 0)} for r in runs]
+
+    def run_sessions(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's sessions, oldest first."""
+        return self._rows("SELECT * FROM sessions WHERE run_id = ? ORDER BY created_at", [run_id])
+
+    def finished_episode_keys(self, run_id: str) -> set[str]:
+        """The `episode_key`s of a run's finished sessions: what a resumed run skips."""
+        rows = self.conn.execute("SELECT meta_json FROM sessions WHERE run_id = ? AND status = 'finished'", [run_id])
+        return {json.loads(meta or "{}").get("episode_key") for (meta,) in rows}
+
+    # ----- training runs, their logged steps, and the models they made -------------------------------
+    def add_training_run(self, row: dict[str, Any]) -> None:
+        self._insert("training_runs", {"created_at": now(), "updated_at": now(), **row})
+
+    def update_training_run(self, run_id: str, **fields: Any) -> None:
+        self._update("training_runs", run_id, {**fields, "updated_at": now()})
+
+    def training_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM training_runs ORDER BY created_at DESC LIMIT ?", [limit])
+
+    def find_training_runs(self, key: str) -> list[dict[str, Any]]:
+        """The run with id `key`; else the newest run whose output folder is `key`; else those whose id starts
+        with it (at most two, enough to tell 'ambiguous')."""
+        rows = self._rows("SELECT * FROM training_runs WHERE id = ?", [key])
+        if not rows:
+            rows = self._rows(
+                "SELECT * FROM training_runs WHERE output_dir IN (?, ?) ORDER BY created_at DESC LIMIT 1",
+                [str(Path(key)), str(Path(key).resolve())],
+            )
+        return rows or self._rows("SELECT * FROM training_runs WHERE id LIKE ? LIMIT 2", [key + "%"])
+
+    def add_training_step(self, run_id: str, row: dict[str, Any]) -> None:
+        with self.transaction():
+            self._insert("training_steps", {**row, "run_id": run_id, "created_at": now()})
+            self.conn.execute("UPDATE training_runs SET updated_at = ? WHERE id = ?", [now(), run_id])
+
+    def training_steps(self, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
+        """A run's logged steps in the order they were logged; `after_id` gives only those newer than a poll's last."""
+        return self._rows("SELECT * FROM training_steps WHERE run_id = ? AND id > ? ORDER BY id", [run_id, after_id])
+
+    def latest_training_step(self, run_id: str) -> tuple[int, float | None]:
+        """The newest logged step and the newest training loss (evaluation rows carry none)."""
+        step, loss = self.conn.execute(
+            "SELECT MAX(step), (SELECT loss FROM training_steps WHERE run_id = ?1 AND loss IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1) FROM training_steps WHERE run_id = ?1", [run_id]
+        ).fetchone()
+        return step or 0, loss
+
+    def drop_training_steps_after(self, run_id: str, step: int) -> None:
+        """Steps after a checkpoint that a resumed run trains again."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM training_steps WHERE run_id = ? AND step > ?", [run_id, step])
+
+    def add_model(self, row: dict[str, Any]) -> None:
+        self._insert("models", {"created_at": now(), **row})
+
+    # ----- datasets ----------------------------------------------------------------------------------
+    def put_dataset(self, row: dict[str, Any]) -> None:
+        """A dataset file's row, replacing the row of the same id (the same file with the same content)."""
+        self._insert("datasets", {"created_at": now(), **row}, replace=True)
 
 
 def _fts_query(text: str) -> str:
@@ -360,22 +520,78 @@ def _fts_query(text: str) -> str:
     return " ".join(f'"{w}"*' for w in words) or '""'
 
 
+def store_error(path: str, exc: sqlite3.DatabaseError) -> LabError:
+    """One line that says what is wrong with the store file and what to do, for the errors a user can fix."""
+    name = getattr(exc, "sqlite_errorname", "")
+    text = str(exc)
+    if name == "SQLITE_READONLY" or "readonly" in text:
+        return LabError(f"the store {path} is read-only ({text}): make the file and its folder writable, or pass "
+                        "--db with another file")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in text or "malformed" in text:
+        return LabError(f"{path} is not a lab store ({text}): pass --db with a PToM Lab database, or a new file name")
+    if name == "SQLITE_FULL" or "disk is full" in text:
+        return LabError(f"the store {path} cannot grow: the disk is full")
+    if name == "SQLITE_BUSY" or "locked" in text:
+        return LabError(f"the store {path} stayed busy ({text}): another process held its write lock too long")
+    return LabError(f"the store {path}: {text}")
+
+
+BUSY_TIMEOUT_MS = 30_000  # how long a statement outside `transaction()` waits for another writer
+BUSY_NOTICE_S = 2.0  # a transaction waits this long quietly, then says why it is waiting
+BUSY_GIVE_UP_S = 30 * 60.0  # a writer that holds the store longer than this is stuck, not busy
+
+
+def _begin(conn: sqlite3.Connection, path: str) -> None:
+    """BEGIN IMMEDIATE, waiting for as long as another process writes, with one notice line on stderr.
+
+    SQLite's busy handler already retries with growing sleeps; here it is given `BUSY_NOTICE_S` per attempt
+    so that a long wait (a big import in another process) is announced, then retried until `BUSY_GIVE_UP_S`.
+    """
+    started, noticed = time.monotonic(), False
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_NOTICE_S * 1000)}")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" and "locked" not in str(exc):
+                    raise store_error(path, exc) from None
+                if time.monotonic() - started > BUSY_GIVE_UP_S:
+                    raise store_error(path, exc) from None
+                if not noticed:
+                    print(f"notice: the store {path} is busy with another process's write; waiting for it (up to "
+                          f"{BUSY_GIVE_UP_S / 60:.0f} min)",
+                          file=sys.stderr, flush=True)
+                    noticed = True
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
-        self.conn, self.lock, self.outer = conn, lock, False
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock, path: str) -> None:
+        self.conn, self.lock, self.path, self.outer = conn, lock, path, False
 
     def __enter__(self) -> None:
         self.lock.acquire()
         self.outer = not self.conn.in_transaction
         if self.outer:
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                _begin(self.conn, self.path)
+            except BaseException:
+                self.lock.release()
+                raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if self.outer:
+            if self.outer and self.conn.in_transaction:  # SQLite may have rolled back already after an error
                 self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.DatabaseError as failed:
+            raise store_error(self.path, failed) from None
         finally:
             self.lock.release()
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+            raise store_error(self.path, exc) from None
 
 
 class StoreListener:
@@ -394,52 +610,42 @@ class StoreListener:
         self.store.end_session(episode)
 
 
+# the turn fields stored as JSON text (`<field>_json`) and as plain columns of the same name
+_TURN_JSON = ("moves", "refused", "statements", "belief", "counterfactual", "target_state", "usage", "target_usage")
+_TURN_COLUMNS = ("message", "target_reply", "reasoning", "raw", "parse_error", "latency_ms")
+
+
 def session_outcome(row: dict[str, Any]) -> str:
     """success / failure for a finished game, else its status (running, interrupted, errored)."""
     return row["status"] if row["success"] is None else ("success" if row["success"] else "failure")
 
 
-def session_trajectory(store: Store, session_id: str) -> dict[str, Any]:
-    """A stored session in the trajectory schema (DESIGN.md 2): the same shape `Episode.to_trajectory` gives."""
+def session_episode(store: Store, session_id: str) -> Episode:
+    """A stored session as the record the episode loop built (kind and meta included)."""
+    from engine.record import Episode, Outcome, Turn  # pydantic is imported when a session is read, not at start-up
+
     row = store.get_session(session_id)
 
     def load(value: str | None) -> Any:
         return None if value is None else json.loads(value)
 
-    turns = []
-    for t in store.turns(row["id"]):
-        turn = {
+    turns = [
+        Turn.model_validate({
             "index": t["idx"],
-            "belief": load(t["belief_json"]),
-            "reasoning": t["reasoning"] or "",
-            "counterfactual": load(t["counterfactual_json"]),
-            "moves": load(t["moves_json"]) or [],
-            "message": t["message"],
-            "target_reply": t["target_reply"],
-            "statements": load(t["statements_json"]) or [],
-            "target_state": load(t["target_state_json"]) or {},
-        }
-        if load(t["refused_json"]):
-            turn["refused"] = load(t["refused_json"])
-        if not t["parse_ok"]:
-            turn["parse_ok"], turn["parse_error"] = False, t["parse_error"]
-        if t["raw"]:
-            turn["raw"] = t["raw"]
-        for key in ("usage", "target_usage"):
-            if load(t[f"{key}_json"]):
-                turn[key] = load(t[f"{key}_json"])
-        turns.append(turn)
+            **{key: load(t[f"{key}_json"]) for key in _TURN_JSON if t[f"{key}_json"] is not None},
+            **{key: t[key] for key in _TURN_COLUMNS if t[key] is not None},
+            "parse_ok": bool(t["parse_ok"]),
+        })
+        for t in store.turns(row["id"])
+    ]
     outcome = None
     if row["choice"] is not None:
-        outcome = {
-            "choice": row["choice"],
-            "success": bool(row["success"]),
-            "turns": row["n_turns"],
-            "violations": row["violations"] or 0,
-            "mental_state_appeals": row["mental_state_appeals"] or 0,
-            "parse_failures": row["parse_failures"] or 0,
-        }
-    return {
+        outcome = Outcome(
+            choice=row["choice"], success=bool(row["success"]), turns=row["n_turns"], violations=row["violations"] or 0,
+            mental_state_appeals=row["mental_state_appeals"] or 0, parse_failures=row["parse_failures"] or 0,
+            final_words=row["final_words"] or "",
+        )
+    return Episode.model_validate({
         "id": row["id"],
         "scenario": load(row["scenario_json"]),
         "persuader": {"name": row["persuader"]},
@@ -448,4 +654,12 @@ def session_trajectory(store: Store, session_id: str) -> dict[str, Any]:
         "turns": turns,
         "outcome": outcome,
         "status": row["status"],
-    }
+        "error": row["error"] or "",
+        "kind": row["kind"],
+        "meta": load(row["meta_json"]) or {},
+    })
+
+
+def session_trajectory(store: Store, session_id: str) -> dict[str, Any]:
+    """A stored session as a trajectory line (DESIGN.md 2): `session_episode(...).to_trajectory()`."""
+    return session_episode(store, session_id).to_trajectory()

@@ -76,18 +76,22 @@ def _encode_lengths(texts: list[str], model: str | None) -> list[int]:
     return [len(e.ids) for e in encode(texts, add_special_tokens=False)]
 
 
-def count_texts(texts: Sequence[str], model: str | None = None) -> list[int]:
-    """Tokens in each text, special tokens written in the text counted as one each."""
+def count_texts(texts: Sequence[str], model: str | None = None, words: dict[str, int] | None = None) -> list[int]:
+    """Tokens in each text, special tokens written in the text counted as one each.
+
+    `words` (word -> tokens), kept by a caller that counts in batches, is filled and reused so that a word is
+    encoded once however many batches it appears in (a batch at a time is as fast as all texts at once)."""
     if not texts:
         return []
     if not cuts_exactly(model):
         return _encode_lengths(list(texts), model)
+    known = {} if words is None else words
     lines_of = [LINE_CUT.split(t) for t in texts]
     line_index = _index(lines_of)
     words_of = [WORD_CUT.split(line) for line in line_index]
-    word_index = _index(words_of)
-    word_len = _encode_lengths(list(word_index), model)
-    line_len = [sum(word_len[word_index[w]] for w in ws) for ws in words_of]
+    new = [w for w in _index(words_of) if w not in known]
+    known.update(zip(new, _encode_lengths(new, model), strict=True))
+    line_len = [sum(known[w] for w in ws) for ws in words_of]
     return [sum(line_len[line_index[line]] for line in ls) for ls in lines_of]
 
 
@@ -146,11 +150,14 @@ def _fill(frame: list[str], chat: Sequence[Message]) -> str:
     return "".join(pieces)
 
 
-def count_chats(chats: Sequence[Sequence[Message]], model: str | None = None) -> list[int]:
-    """Tokens in each chat as the model sees it for training (template markup included)."""
+def count_chats(
+    chats: Sequence[Sequence[Message]], model: str | None = None, words: dict[str, int] | None = None
+) -> list[int]:
+    """Tokens in each chat as the model sees it for training (template markup included); `words` as in
+    `count_texts`."""
     if not chats:
         return []
-    return count_texts(render_chats(chats, model), model)
+    return count_texts(render_chats(chats, model), model, words)
 
 
 __all__ = ["count_chats", "count_texts", "cuts_exactly", "load_tokenizer", "render_chats"]

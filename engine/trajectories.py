@@ -2,25 +2,27 @@
 
 A trajectory file is JSONL, one conversation a line. Every consumer goes through `read_trajectories`, so a bad
 line is reported the same way everywhere: by file, line number and field. The `scenario` field may be a full
-scenario or a `scenario_id` that resolves in `scenarios/`; either way the reader yields the full scenario dict,
-so consumers never resolve ids themselves.
+scenario or a `scenario_id` that resolves in `scenarios/`; either way the reader yields `engine.record.Episode`
+records with the scenario resolved, so consumers never resolve ids or read raw dicts themselves.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import LabError
-from engine.game import CONDITIONS
-from engine.jsonl import json_lines
-from engine.moves import parse_move
-from engine.scenario import Scenario, ScenarioLibrary
+from pydantic import ValidationError
 
-STATEMENT_KINDS = ("preference", "choice", "knows", "accepted", "declined")
+from engine.errors import LabError
+from engine.jsonl import json_lines
+from engine.metrics import outcome_summary
+from engine.record import Episode, error_text
+from engine.scenario import Scenario, ScenarioLibrary
+from engine.spec import PlayerSpec, parse_weighted
 
 
 class TrajectoryError(LabError):
@@ -57,18 +59,22 @@ class TrajectoryReader:
     def __iter__(self) -> TrajectoryReader:
         return self
 
-    def __next__(self) -> dict[str, Any]:
+    def __next__(self) -> Episode:
         return next(self._it)
 
-    def _read(self) -> Iterator[dict[str, Any]]:
+    def _read(self) -> Iterator[Episode]:
         if self.path.is_dir():
             raise TrajectoryError(f"{self.path}: is a directory, not a trajectory file")
         cache: dict[str, Scenario] = {}
+        first_line: dict[str, int] = {}  # conversation id -> its line: a repeated id would overwrite in the store
         on_bad = (lambda n, why: self.report.bad.append((n, why))) if self.skip_bad else None
         for lineno, data in json_lines(self.path, TrajectoryError, on_bad):
             where = f"{self.path}:{lineno}"
             try:
                 traj = validate_trajectory(data, where, self.library, cache)
+                if traj.id in first_line:
+                    raise TrajectoryError(f"{where}: id: '{traj.id}' repeats the conversation on line {first_line[traj.id]}")
+                first_line[traj.id] = lineno
             except TrajectoryError as exc:
                 if not self.skip_bad:
                     raise
@@ -81,7 +87,7 @@ class TrajectoryReader:
 def read_trajectories(
     path: str | Path, skip_bad: bool = False, library: ScenarioLibrary | None = None
 ) -> TrajectoryReader:
-    """Validated trajectory dicts from a JSONL file, lazily.
+    """Validated trajectories (`engine.record.Episode`) from a JSONL file, lazily.
 
     A bad line raises `TrajectoryError` naming `file:line` and the field; with `skip_bad` it is skipped and
     recorded in the returned reader's `.report.bad` (also `.bad`) as `(line, reason)`.
@@ -89,181 +95,22 @@ def read_trajectories(
     return TrajectoryReader(path, skip_bad, library)
 
 
-def _fail(where: str, msg: str) -> TrajectoryError:
-    return TrajectoryError(f"{where}: {msg}")
-
-
-def _scenario(data: dict[str, Any], where: str, library: ScenarioLibrary, cache: dict[str, Scenario]) -> Scenario:
-    raw = data.get("scenario")
-    if raw is None and "scenario_id" in data:
-        raw = data["scenario_id"]
-    if raw is None:
-        raise _fail(where, "missing field 'scenario' (a scenario, or 'scenario_id')")
-    if isinstance(raw, str):
-        if raw not in cache:
-            try:
-                cache[raw] = library.get(raw)
-            except LabError as exc:
-                raise _fail(where, f"scenario_id: {exc}") from None
-        return cache[raw]
-    if not isinstance(raw, dict):
-        raise _fail(where, f"field 'scenario' must be a scenario object or id, got {type(raw).__name__}")
-    try:
-        # a conversation may have been played on any scenario, interesting or not: validate structure only
-        return Scenario.from_dict({**raw, "check_interesting": False}, f"{where}: field 'scenario'")
-    except LabError as exc:
-        raise TrajectoryError(str(exc)) from None
-
-
-def _probabilities(value: Any, where: str) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
-        raise _fail(where, f"must be a probability from 0 to 1, got {value!r}")
-
-
-def _belief(belief: Any, where: str, scenario: Scenario) -> None:
-    if belief is None:
-        return
-    if not isinstance(belief, dict):
-        raise _fail(where, f"must be an object, got {type(belief).__name__}")
-    prefs = belief.get("preferences", {})
-    if not isinstance(prefs, dict):
-        raise _fail(f"{where}.preferences", "must map attribute -> {like, neutral, dislike}")
-    for attr, dist in prefs.items():
-        if attr not in scenario.attribute_ids:
-            raise _fail(f"{where}.preferences", f"unknown attribute '{attr}'")
-        if not isinstance(dist, dict):
-            raise _fail(f"{where}.preferences.{attr}", "must map like/neutral/dislike -> probability")
-        for k, p in dist.items():
-            if k not in ("like", "neutral", "dislike"):
-                raise _fail(f"{where}.preferences.{attr}", f"unknown key '{k}' (like, neutral, dislike)")
-            _probabilities(p, f"{where}.preferences.{attr}.{k}")
-    choice = belief.get("predicted_choice")
-    if choice is not None and choice not in scenario.proposal_ids:
-        raise _fail(f"{where}.predicted_choice", f"unknown proposal '{choice}'")
-    if belief.get("p_goal") is not None:
-        _probabilities(belief["p_goal"], f"{where}.p_goal")
-
-
-def _counterfactual(cf: Any, where: str, scenario: Scenario) -> None:
-    if cf is None:
-        return
-    if not isinstance(cf, dict):
-        raise _fail(where, f"must be an object, got {type(cf).__name__}")
-    for key in ("p_goal_before", "p_goal_after"):
-        if cf.get(key) is not None:
-            _probabilities(cf[key], f"{where}.{key}")
-    choice = cf.get("predicted_choice")
-    if choice is not None and choice not in scenario.proposal_ids:
-        raise _fail(f"{where}.predicted_choice", f"unknown proposal '{choice}'")
-    alts = cf.get("alternatives", [])
-    if not isinstance(alts, list):
-        raise _fail(f"{where}.alternatives", "must be a list")
-    for j, alt in enumerate(alts):
-        if not isinstance(alt, dict) or "move" not in alt:
-            raise _fail(f"{where}.alternatives[{j}]", "must be an object with 'move' and 'p_goal'")
-        if alt.get("p_goal") is not None:
-            _probabilities(alt["p_goal"], f"{where}.alternatives[{j}].p_goal")
-
-
-def _turn(t: Any, i: int, where: str, scenario: Scenario) -> dict[str, Any]:
-    at = f"turns[{i}]"
-    if not isinstance(t, dict):
-        raise _fail(where, f"{at} must be an object, got {type(t).__name__}")
-    index = t.get("index", i + 1)
-    if not isinstance(index, int) or isinstance(index, bool) or index != i + 1:
-        raise _fail(where, f"{at}.index must be {i + 1}, got {index!r}")
-    for key in ("message", "target_reply"):
-        if not isinstance(t.get(key), str):
-            raise _fail(where, f"{at}.{key} must be a string" + ("" if key in t else " (missing)"))
-    moves = t.get("moves", [])
-    if not isinstance(moves, list):
-        raise _fail(where, f"{at}.moves must be a list of move strings")
-    for j, m in enumerate(moves):
-        if not isinstance(m, str):
-            raise _fail(where, f"{at}.moves[{j}] must be a string like 'disclose A.cost'")
-        try:
-            parse_move(m, scenario)
-        except LabError as exc:
-            raise _fail(where, f"{at}.moves[{j}]: {exc}") from None
-    statements = t.get("statements", [])
-    if not isinstance(statements, list):
-        raise _fail(where, f"{at}.statements must be a list")
-    for j, st in enumerate(statements):
-        if not isinstance(st, str) or st.split(" ", 1)[0] not in STATEMENT_KINDS or " " not in st:
-            raise _fail(where, f"{at}.statements[{j}] must read 'KIND SUBJECT [VALUE]', kinds {', '.join(STATEMENT_KINDS)}")
-    for key in ("reasoning",):
-        if t.get(key) is not None and not isinstance(t[key], str):
-            raise _fail(where, f"{at}.{key} must be a string")
-    if t.get("target_state") is not None and not isinstance(t["target_state"], dict):
-        raise _fail(where, f"{at}.target_state must be an object")
-    try:
-        _belief(t.get("belief"), f"{at}.belief", scenario)
-        _counterfactual(t.get("counterfactual"), f"{at}.counterfactual", scenario)
-    except TrajectoryError as exc:
-        raise _fail(where, str(exc)) from None
-    out = dict(t)
-    out["index"] = index
-    out.setdefault("moves", [])
-    out.setdefault("statements", [])
-    out.setdefault("reasoning", "")
-    out.setdefault("belief", None)
-    out.setdefault("counterfactual", None)
-    out.setdefault("target_state", {})
-    return out
-
-
 def validate_trajectory(
     data: Any, where: str = "trajectory", library: ScenarioLibrary | None = None, cache: dict | None = None
-) -> dict[str, Any]:
-    """One conversation checked against DESIGN.md 2 and normalised (full scenario dict, defaults filled in)."""
+) -> Episode:
+    """One conversation checked against the record (DESIGN.md 2); errors read `where: field.path: reason`.
+
+    A trajectory file holds finished conversations, so here the outcome is required (a stored session's need not)."""
     if not isinstance(data, dict):
-        raise _fail(where, f"a trajectory must be a JSON object, got {type(data).__name__}")
-    tid = data.get("id")
-    if not isinstance(tid, str) or not tid.strip():
-        raise _fail(where, "missing field 'id' (a non-empty string)")
-    scenario = _scenario(data, where, library or ScenarioLibrary(), {} if cache is None else cache)
-    persuader = data.get("persuader")
-    if isinstance(persuader, str):
-        persuader = {"name": persuader}
-    if not isinstance(persuader, dict) or not isinstance(persuader.get("name"), str) or not persuader["name"]:
-        raise _fail(where, "field 'persuader' must be an object with a 'name'")
-    target = data.get("target")
-    if isinstance(target, str):
-        target = {"kind": target}
-    if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
-        raise _fail(where, "field 'target' must be an object with 'kind' (and 'personality', 'seed')")
-    target = {**target, "personality": target.get("personality") or ""}
-    condition = data.get("condition")
-    if condition not in CONDITIONS:
-        raise _fail(where, f"field 'condition' must be one of {', '.join(CONDITIONS)}, got {condition!r}")
-    turns = data.get("turns")
-    if not isinstance(turns, list):
-        raise _fail(where, "field 'turns' must be a list" + ("" if "turns" in data else " (missing)"))
-    norm_turns = [_turn(t, i, where, scenario) for i, t in enumerate(turns)]
-    outcome = data.get("outcome")
-    if not isinstance(outcome, dict):
-        raise _fail(where, "field 'outcome' must be an object with 'choice', 'success', 'turns'")
-    choice = outcome.get("choice")
-    if choice not in scenario.proposal_ids:
-        raise _fail(where, f"outcome.choice must be a proposal ({', '.join(scenario.proposal_ids)}), got {choice!r}")
-    success = outcome.get("success")
-    if not isinstance(success, bool):
-        raise _fail(where, f"outcome.success must be true or false, got {success!r}")
-    if success != (choice == scenario.goal):
-        raise _fail(where, f"outcome.success is {success} but the choice {choice} vs goal {scenario.goal} says otherwise")
-    n = outcome.get("turns", len(turns))
-    if n != len(turns):
-        raise _fail(where, f"outcome.turns is {n!r} but the conversation has {len(turns)} turns")
-    out = dict(data)
-    out.pop("scenario_id", None)
-    out.update(
-        scenario=scenario.to_dict(),
-        persuader=persuader,
-        target=target,
-        turns=norm_turns,
-        outcome={"violations": 0, "mental_state_appeals": 0, "parse_failures": 0, **outcome, "turns": len(turns)},
-    )
-    return out
+        raise TrajectoryError(f"{where}: a trajectory must be a JSON object, got {type(data).__name__}")
+    context = {"library": library or ScenarioLibrary(), "cache": {} if cache is None else cache}
+    try:
+        episode = Episode.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise TrajectoryError(f"{where}: {error_text(exc)}") from None
+    if episode.outcome is None:
+        raise TrajectoryError(f"{where}: outcome: missing (a trajectory is a finished conversation)")
+    return episode
 
 
 __all__ = ["ReadReport", "TrajectoryError", "TrajectoryReader", "read_trajectories", "validate_trajectory"]
@@ -284,36 +131,22 @@ class GenerationPlan:
     noise: float | None = None  # applied to planner specs that do not set their own
     repeat_noise: float = 0.3  # planner noise for repeats 2..K when none is set, so repeats differ
     scenarios: list[Scenario] | None = None  # None: fresh scenarios from the generator (never held-out)
+    rules: str = "lab"  # lab | mindgames (engine.game.RULE_SETS)
 
 
-def planner_spec(spec: str, noise: float | None, salt: int) -> str:
-    """The spec with noise and a salt added, for planner specs only (other persuaders take no options)."""
-    name, sep, opts = spec.partition(":")
-    if name != "planner":
+def planner_spec(spec: PlayerSpec, noise: float | None, salt: int) -> PlayerSpec:
+    """The spec with noise (unless it sets its own, or is the `weak` preset) and a salt added, for planner specs
+    only: other persuaders have no such options."""
+    if spec.kind != "planner":
         return spec
-    parts = [o for o in opts.replace(":", ",").split(",") if o.strip()]
-    if noise is not None and not any(o.startswith("noise=") or o == "weak" for o in parts):
-        parts.append(f"noise={noise:g}")
-    if salt:
-        parts.append(f"salt={salt}")
-    return name + (":" + ",".join(parts) if parts else "")
+    if noise is not None and "noise" not in spec.options and spec.argument != "weak":
+        spec = spec.with_options(noise=f"{noise:g}")
+    return spec.with_options(salt=str(salt)) if salt else spec
 
 
 def parse_mix(items: list[str]) -> list[tuple[str, float]]:
     """`SPEC@WEIGHT` items (weight defaults to 1) into (spec, weight) pairs; errors name the item."""
-    out: list[tuple[str, float]] = []
-    for item in items:
-        spec, sep, weight = item.rpartition("@")
-        if not sep:
-            spec, weight = item, "1"
-        try:
-            w = float(weight)
-            if w <= 0:
-                raise ValueError
-        except ValueError:
-            raise LabError(f"--mix '{item}': write SPEC@WEIGHT with a positive weight, e.g. planner:noise=0.3@0.4") from None
-        out.append((spec, w))
-    return out
+    return [(str(spec), weight) for spec, weight in map(parse_weighted, items)]
 
 
 class BatchStoreWriter:
@@ -335,7 +168,9 @@ class BatchStoreWriter:
 
     def on_end(self, episode: Any) -> None:
         with self.store.transaction():
-            self.store.db.execute("DELETE FROM turns WHERE session_id = ?", [episode.id])
+            self.store.delete_session(episode.id)
+            if episode.meta.get("run_id"):  # the batch's row in eval_runs, which its sessions point to
+                self.store.ensure_run(episode.meta["run_id"], episode.kind)
             self.store.start_session(episode)
             for turn in episode.turns:
                 self.store.add_turn(episode.id, turn)
@@ -347,7 +182,8 @@ def _jobs(plan: GenerationPlan, meta: dict[str, Any] | None) -> list[dict[str, A
     import math
 
     from engine.generator import generate
-    from engine.players import make_persuader
+    from engine.players import canonical, make_persuader, make_target
+    from engine.seeding import episode_seed, personality_rng
     from engine.targets.rational import resolve_personality
 
     if plan.n < 1:
@@ -363,24 +199,25 @@ def _jobs(plan: GenerationPlan, meta: dict[str, Any] | None) -> list[dict[str, A
             raise LabError("--scenarios: the file holds no scenarios")
         pool = [plan.scenarios[j % len(plan.scenarios)] for j in range(n_scenarios)]
     total = sum(w for _, w in plan.persuaders)
-    specs = [s for s, _ in plan.persuaders]
+    specs = [canonical(s) for s, _ in plan.persuaders]
     weights = [w / total for _, w in plan.persuaders]
     for spec in specs:  # fail on a bad spec before the first game, not in the middle of a run
         make_persuader(planner_spec(spec, plan.noise, 0))
+    make_target(plan.target)  # likewise a bad target spec or a missing API key
     jobs = []
     for i in range(plan.n):
         j, r = divmod(i, plan.repeats)
-        rng = random.Random(f"generate:{plan.seed}:{j}")
-        personality = resolve_personality(plan.personality, rng)
-        target_seed = rng.randrange(2**31)
+        # a scenario's repeats share its target (the same state for DPO pairs); a scenario met again when a short
+        # --scenarios file is cycled through is a new episode, so the cycle is the repeat the seed derives from
+        cycle = j // len(plan.scenarios) if plan.scenarios else 0
+        target_seed = episode_seed(plan.seed, pool[j].id, cycle)
+        personality = resolve_personality(plan.personality, personality_rng(target_seed))
         spec = random.Random(f"generate:{plan.seed}:{i}:spec").choices(specs, weights)[0]
-        noise = plan.noise
-        if r and noise is None and spec.partition(":")[0] == "planner" and "noise=" not in spec and "weak" not in spec:
-            noise = plan.repeat_noise
-        full_spec = planner_spec(spec, noise, r)
+        noise = plan.repeat_noise if r and plan.noise is None else plan.noise  # repeats differ in their draws
+        full_spec = str(planner_spec(spec, noise, r))
         jobs.append({
             "scenario": pool[j], "spec": full_spec, "target": plan.target, "personality": personality,
-            "condition": plan.condition, "seed": target_seed, "id": f"gen{plan.seed}-{j:05d}-{r}",
+            "condition": plan.condition, "seed": target_seed, "id": f"gen{plan.seed}-{j:05d}-{r}", "rules": plan.rules,
             "meta": {"spec": full_spec, "repeat": r, "scenario_index": j, **(meta or {})},
         })
     return jobs
@@ -393,6 +230,7 @@ def _play_job(job: dict[str, Any]) -> Any:
     return play(
         job["scenario"], make_persuader(job["spec"]), make_target(job["target"]), personality=job["personality"],
         condition=job["condition"], seed=job["seed"], kind="generate", episode_id=job["id"], meta=job["meta"],
+        rules=job["rules"],
     )
 
 
@@ -431,25 +269,15 @@ def _run_jobs(jobs: list[dict[str, Any]], listeners: list[Any], workers: int) ->
             yield deliver(episode)
 
 
-def summarise(trajectories: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts for `stats` and the generate summary: outcomes overall and by persuader, personality, condition."""
-    out: dict[str, Any] = {"conversations": 0, "successes": 0, "turns": 0, "moves": {}, "by": {}}
-    for t in trajectories:
-        ok = bool(t["outcome"]["success"])
-        out["conversations"] += 1
-        out["successes"] += ok
-        out["turns"] += len(t["turns"])
-        for turn in t["turns"]:
-            for m in turn.get("moves", []):
-                kind = m.split(" ", 1)[0]
-                out["moves"][kind] = out["moves"].get(kind, 0) + 1
-        keys = {
-            "persuader": t["persuader"]["name"],
-            "personality": t["target"].get("personality") or "?",
-            "condition": t["condition"],
-        }
-        for group, key in keys.items():
-            cell = out["by"].setdefault(group, {}).setdefault(key, [0, 0])
-            cell[0] += ok
-            cell[1] += 1
+def summarise(trajectories: Iterable[Episode]) -> dict[str, Any]:
+    """What `trajectories stats` and the TUI's Data pane show of a file: `metrics.outcome_summary` by persuader,
+    personality and condition, plus the turns played and the moves made by kind."""
+    trajectories = list(trajectories)
+    out = outcome_summary(
+        (bool(t.outcome and t.outcome.success),
+         {"persuader": t.persuader.name, "personality": t.target.personality or "?", "condition": t.condition})
+        for t in trajectories
+    )
+    out["turns"] = sum(len(t.turns) for t in trajectories)
+    out["moves"] = dict(Counter(m.kind for t in trajectories for turn in t.turns for m in turn.moves))
     return out

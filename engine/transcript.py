@@ -31,8 +31,10 @@ def turn_lines(turn: dict[str, Any], details: bool = True) -> list[str]:
         lines.append(f"> _thinking:_ {turn['reasoning']}")
     if turn.get("moves"):
         lines.append(f"> _moves:_ {'; '.join(turn['moves'])}")
-    for refusal in turn.get("refused") or []:
-        lines.append(f"> _refused (not true):_ {refusal}")
+    if turn.get("refused"):
+        from engine.record import Refusal  # pydantic only when there is a lie to show
+
+        lines += [f"> _refused (not true):_ {Refusal.model_validate(r).text()}" for r in turn["refused"]]
     if turn.get("parse_ok") is False:
         lines.append(f"> _unparseable reply:_ {turn.get('parse_error', '')}")
     lines += [f"- **Persuader:** {turn['message']}", f"- **Target:** {turn['target_reply']}", ""]

@@ -3,6 +3,9 @@
 The app only composes the panes; each pane drives `engine/` from thread workers and opens its own `Store` there
 (sqlite connections are per thread). Nothing here imports torch or transformers: panes import engine modules
 inside their workers, so the first paint does not wait for them.
+Long work (training, evaluation) is an `engine.jobs.Job` in a child process: the app keeps the ones it started,
+polls them without blocking, tells the pane that started one when it ends (`JobEnded`), shows a failure's log in
+full, and on quit says which runs go on.
 """
 
 from __future__ import annotations
@@ -17,19 +20,25 @@ from textual.binding import Binding
 from textual.lazy import Lazy
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from engine.errors import LabError
+from ptom_tui.messages import JobEnded, WorkerFailed
 from ptom_tui.screens.arena import ArenaPane
 from ptom_tui.screens.data import DataPane
+from ptom_tui.screens.dialogs import Confirm, ErrorScreen
 from ptom_tui.screens.evaluation import EvaluationPane
 from ptom_tui.screens.help import HelpScreen
 from ptom_tui.screens.sessions import SessionsPane
 from ptom_tui.screens.training import TrainingPane
 
 if TYPE_CHECKING:
+    from engine.jobs import Job, JobProcess
     from engine.store import Store
+
+JOB_POLL_S = 1.0
 
 PANES = (("arena", "Arena", "f2"), ("data", "Data", "f3"), ("training", "Training", "f4"),
          ("evaluation", "Evaluation", "f5"), ("sessions", "Sessions", "f6"))
@@ -44,11 +53,11 @@ ACTIONS = (
     ("data", "load", "ctrl+l", "Load", "Load trajectories", "read the trajectory file and show its stats (Ctrl+L)"),
     ("data", "generate", "ctrl+g", "Generate", "Generate trajectories", "play N planner conversations into the file (Ctrl+G)"),
     ("data", "prepare", "ctrl+r", "Prepare", "Prepare training data", "turn the trajectories into training rows (Ctrl+R)"),
-    ("training", "new_run", "ctrl+t", "Train", "New training run", "start ptom-lab finetune from a form (Ctrl+T)"),
-    ("evaluation", "launch", "ctrl+e", "Evaluate", "Evaluate", "launch ptom-lab evaluate (Ctrl+E)"),
+    ("training", "new_run", "ctrl+t", "Train", "New training run", "start a training run from a form, in the background (Ctrl+T)"),
+    ("evaluation", "launch", "ctrl+e", "Evaluate", "Evaluate", "evaluate with the pane's settings, in the background (Ctrl+E)"),
     ("sessions", "search", "", "", "Search sessions", "full-text search over messages (/)"),
     ("sessions", "open", "", "", "Replay session", "replay the selected session turn by turn (o)"),
-    ("sessions", "archive", "", "", "Archive session", "hide the selected session (a)"),
+    ("sessions", "archive", "", "", "Archive session", "hide the selected session, after a yes (a)"),
     ("sessions", "refresh", "", "", "Refresh sessions", "read the store again (r)"),
     ("sessions", "next_page", "", "", "Next page of sessions", "the next 100 sessions (n)"),
     ("sessions", "previous_page", "", "", "Previous page of sessions", "the previous 100 sessions (p)"),
@@ -61,6 +70,7 @@ class LabApp(App):
     TITLE = "PToM Lab"
     BINDINGS = [
         Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),  # typed into a focused Input, it is just a '?'
         *(Binding(key, f"show_pane('{pane}')", title, show=False) for pane, title, key in PANES),
         # Each pane key twice: shown in the footer while its pane is in front, hidden (but working) elsewhere.
         *(Binding(key, f"pane('{pane}', '{action}')", short, priority=True)
@@ -78,6 +88,10 @@ class LabApp(App):
         self.db_path = str(db or default_db_path())
         self.main_store = Store(self.db_path)  # the UI thread's own connection; workers open theirs
         self.sub_title = self.db_path
+        self.jobs: list[tuple[JobProcess, Widget]] = []  # started here and still running, with their owner
+
+    def on_mount(self) -> None:
+        self.set_interval(JOB_POLL_S, self.poll_jobs)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -147,11 +161,48 @@ class LabApp(App):
         self.main.query_one(ArenaPane).action_cancel()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A worker that failed says why in a notification; the app goes on (workers never crash it)."""
+        """The app's own workers; the panes' come as `WorkerFailed`."""
         if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            text = str(error) if isinstance(error, LabError) else f"{type(error).__name__}: {error}"
-            self.notify(text, title="Something failed", severity="error", timeout=15)
+            self.show_failure(event.worker)
+
+    def on_worker_failed(self, message: WorkerFailed) -> None:
+        self.show_failure(message.worker)
+
+    def show_failure(self, worker: Worker) -> None:
+        """A worker that failed says why; the app goes on (workers never crash it). A `LabError` is one line that
+        says it all (a notification); anything else opens its whole traceback."""
+        error = worker.error
+        if isinstance(error, LabError):
+            self.notify(str(error), title="Something failed", severity="error", timeout=15)
+            return
+        import traceback
+
+        detail = "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else str(error)
+        self.push_screen(ErrorScreen(f"{worker.name or 'A worker'} failed: {type(error).__name__}", detail))
+
+    # ----- jobs in child processes ----------------------------------------------------------------------------
+    def start_job(self, job: Job, log: str | Path, owner: Widget) -> JobProcess:
+        """Run `job` in a child process; `owner` hears `JobEnded` when it ends. The child outlives the app."""
+        from engine.jobs import start
+
+        process = start(job, log)
+        self.jobs.append((process, owner))
+        return process
+
+    def running_jobs(self) -> list[JobProcess]:
+        return [process for process, _ in self.jobs if process.poll() is None]
+
+    def poll_jobs(self) -> None:
+        """Never blocks (a thread waiting on a child would hold the app's exit until training ends)."""
+        for process, owner in list(self.jobs):
+            code = process.poll()
+            if code is None:
+                continue
+            self.jobs.remove((process, owner))
+            owner.post_message(JobEnded(process, code))
+            if code:
+                self.push_screen(ErrorScreen(f"{process.job.describe()} failed (exit {code}); log {process.log}",
+                                             process.output()))
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -160,7 +211,39 @@ class LabApp(App):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        """With runs started here still going: ask, then exit at once; they go on (their own process session)."""
+        running = self.running_jobs()
+        if not running:
+            self.exit()
+            return
+        names = self._run_names(running)
+        question = "Still running, started here:\n  " + "\n  ".join(names) + "\nQuit? They go on in the background."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit(message="Still running in the background: " + "; ".join(names))
+
+        self.push_screen(Confirm(question, yes="Quit (y)"), answered)
+
+    def _run_names(self, running: list[JobProcess]) -> list[str]:
+        """Each running job as the store knows it: a training run by its id once it has one."""
+        from engine.training import runs
+
+        names = []
+        for process in running:
+            name = process.job.describe()
+            if process.job.kind == "finetune":
+                try:
+                    run = runs.get_run(self.main_store, process.job.run)
+                    name = f"training run {run['id']} (follow it: ptom-lab runs follow {run['id']})"
+                except LabError:  # still loading its model: no row yet
+                    pass
+            names.append(f"{name}, pid {process.pid}, log {process.log}")
+        return names
 
     def sessions_changed(self) -> None:
         """A game or a generation just ended: the Sessions table shows it without a manual refresh."""
@@ -191,7 +274,7 @@ class LabApp(App):
         else:
             for pane, action, _, _, title, text in ACTIONS:
                 yield SystemCommand(title, text, lambda pane=pane, action=action: self.action_pane(pane, action))
-        yield SystemCommand("Help", "keys and panes (F1)", self.action_help)
+        yield SystemCommand("Help", "keys and panes (F1 or ?)", self.action_help)
 
     def on_unmount(self) -> None:
         self.main_store.close()

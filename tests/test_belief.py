@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from engine.belief import BeliefTracker
 from engine.game import Exchange, HiddenState, Statement, persuader_side
+from engine.mindgames import SCENARIOS_PATH as MINDGAMES_PATH
 from engine.moves import Move, disclose
 from engine.rules import initial_choice
+from engine.scenario import load_file
 
 
 def _tracker(scenario, condition="hidden"):
@@ -69,7 +72,7 @@ def test_true_state_survives_a_whole_game(library):
     from engine.persuaders.planner import Planner
     from engine.targets.rational import PERSONALITIES, RationalTarget
 
-    scenario = library.get("heldout-20261124-00003")
+    scenario = library.get("heldout-20261129-00003")
     for i, pers in enumerate(PERSONALITIES):
         planner = Planner()
         ep = play(scenario, planner, RationalTarget(), personality=pers, seed=i)
@@ -82,3 +85,73 @@ def test_true_state_survives_a_whole_game(library):
         assert truth.any(), pers
         assert tr.b[:, right_prefs].sum() > 0.5, pers  # the true preferences are the likeliest explanation
         assert tr.personality_marginals()[pers] > 0.1, pers
+
+
+def test_knowledge_prior_covers_every_number_of_known_facts():
+    from engine.belief import knowledge_size_prior
+
+    size_p = knowledge_size_prior(9)
+    assert size_p.sum() == pytest.approx(1.0) and (size_p > 0).all()
+    assert size_p[2] > size_p[5] > 0  # the generator's own sizes stay likelier, MindGames' 5 of 9 is in
+    for s in load_file(MINDGAMES_PATH)[:12]:  # the target knows 5 of the 9 facts
+        assert BeliefTracker(persuader_side(s)).state_mass(s.preferences, s.target_knows) > 0, s.id
+
+
+def test_mindgames_answers_are_evidence(business):
+    tr = _tracker(business)
+    pid = business.proposal_ids[0]
+    statements = [("knows", f"{pid}.{a}", int((pid, a) in business.target_knows)) for a in business.attribute_ids]
+    tr.observe(_ex([Move("ask_knowledge", fact=(pid, business.attribute_ids[0]))], statements))
+    for a in business.attribute_ids:  # one question, a whole proposal's knowledge
+        if business.effect((pid, a)):
+            assert tr.knows_marginals()[(pid, a)] == pytest.approx(float((pid, a) in business.target_knows), abs=0.05)
+    start = initial_choice(business)
+    rivals = "=".join(p for p in business.proposal_ids if p != start)
+    ranked = _tracker(business)
+    ranked.observe(_ex([Move("ask_choice")], [("choice", start, f"{start}>{rivals}")]))
+    plain = _tracker(business)
+    plain.observe(_ex([Move("ask_choice")], [("choice", start)]))
+    mass = ranked.b.sum(axis=0)
+    vals = ranked.values_now()
+    others = [ranked.props.index(p) for p in business.proposal_ids if p != start]
+    tied = np.isclose(vals[:, others[0]], vals[:, others[1]])
+    assert mass[tied].sum() > 0.98  # the ranking says the two rivals are level
+    assert ranked.b.shape[1] < plain.b.shape[1]
+
+
+def test_revealed_personality_is_believed(business):
+    revealed = HiddenState(dict(business.preferences), business.target_knows, "stubborn")
+    tr = BeliefTracker(persuader_side(business), "revealed", revealed)
+    assert tr.personality_marginals()["stubborn"] == pytest.approx(1.0)
+    assert _tracker(business, "revealed").personality_marginals()["stubborn"] == pytest.approx(1 / 6)
+
+
+@pytest.mark.parametrize("rules", ["lab", "mindgames"])
+def test_true_state_survives_a_mindgames_game(rules):
+    """A target that knows 5 of 9 facts, under either protocol: the truth stays the likeliest explanation."""
+    from engine.episode import play
+    from engine.persuaders.planner import Planner
+    from engine.targets.rational import PERSONALITIES, RationalTarget
+
+    scenario = load_file(MINDGAMES_PATH)[7]
+    for i, pers in enumerate(PERSONALITIES):
+        planner = Planner()
+        ep = play(scenario, planner, RationalTarget(), personality=pers, seed=i, rules=rules)
+        last = ep.turns[-1]
+        planner.tracker.observe(Exchange(last.message, last.moves, last.target_reply, last.statements, []))
+        assert planner.tracker.state_mass(scenario.preferences, scenario.target_knows) > 0, pers
+        assert planner.tracker.personality_marginals()[pers] > 0.1, pers
+
+
+def test_a_skeptical_target_may_not_take_a_first_claim_in(business):
+    from engine.rules import winning_disclosures
+
+    told = winning_disclosures(business) - business.target_knows
+    for pers, believed in (("cooperative", True), ("skeptical", False)):
+        revealed = HiddenState(dict(business.preferences), business.target_knows, pers)
+        tr = BeliefTracker(persuader_side(business), "revealed", revealed)
+        extra = np.array([f in told for f in tr.facts])
+        goal = tr.props.index(business.goal)
+        assert tr.choice_probs(extra)[goal] == pytest.approx(1.0)  # every winning fact known: the goal is its choice
+        after_message = tr.choice_probs(extra, doubt=True)[goal]
+        assert (after_message == pytest.approx(1.0)) if believed else (0 < after_message < 1)

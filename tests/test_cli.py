@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,81 @@ def test_db_is_honoured_before_or_after_the_command(tmp_path):
     assert main(["--db", str(before), "play", "--persuader", "reveal-all", "--quiet"]) == 0
     assert main(["play", "--persuader", "reveal-all", "--quiet", "--db", str(after)]) == 0
     assert Store(before).count_sessions() == 1 and Store(after).count_sessions() == 1
+
+
+def test_a_db_that_is_not_sqlite_is_one_clear_line(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n" * 200)
+    result = run("sessions", "list", "--db", str(notes))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: {notes} is not a lab store (file is not a database): pass --db with a "
+                                     "PToM Lab database, or a new file name")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["play", "--max-turns", "-3"], "argument --max-turns: must be at least 1, got -3"),
+        (["evaluate", "--model", "planner", "--concurrency", "0"], "argument --concurrency: must be at least 1, got 0"),
+        (["generate", "--workers", "-1"], "argument --workers: must be at least 1, got -1"),
+        (["generate", "--n", "ten"], "argument --n: 'ten' is not a whole number"),
+    ],
+)
+def test_counts_below_one_are_refused_by_name(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--db", str(tmp_path / "s.db")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_play_quiet_says_why_a_game_errored(tmp_path, capsys, monkeypatch):
+    from tests.fake_api import FakeAPI, point_sdks_at
+
+    with FakeAPI() as api:
+        point_sdks_at(api, monkeypatch)
+        api.fail_with([400])  # not retried: the persuader's first call fails
+        code = main(["play", "--db", str(tmp_path / "s.db"), "--persuader", "openai:gpt-4o-mini", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.startswith("game errored: OpenAI request for gpt-4o-mini failed: HTTP 400"), captured.err
+
+
+def test_a_piped_list_prints_whole_values_in_tab_separated_columns():
+    result = subprocess.run(f"{shlex.quote(sys.executable)} -m engine scenarios list | grep business_vacation",
+                            shell=True, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr  # before, rich cut the id to `business_vac…` at 80 columns
+    assert result.stdout.startswith("business_vacation\tThe team off-site\tbusiness_trip\tA B C\t")
+
+
+def test_every_list_command_takes_json(tmp_path, capsys):
+    from engine.training import runs
+
+    db = str(tmp_path / "s.db")
+    assert main(["play", "--db", db, "--persuader", "reveal-all", "--quiet"]) == 0
+    assert main(["evaluate", "--db", db, "--model", "random", "--num-eval", "2", "--max-turns", "2", "--name", "r"]) == 0
+    runs.start_run(Store(db), {}, backend="local", method="sft", base_model="embedded", data_path="train.jsonl",
+                   output_dir="models/demo", name="demo")
+    sid = Store(db).list_sessions(kind="play")[0]["id"]
+    trajectory = tmp_path / "t.jsonl"
+    assert main(["sessions", "export", "--db", db, sid, "--format", "jsonl", "--out", str(trajectory)]) == 0
+    capsys.readouterr()
+    commands = {
+        ("scenarios", "list"): ("id", "business_vacation"),
+        ("sessions", "list", "--db", db): ("id", sid),
+        ("runs", "list", "--db", db): ("status", "running"),
+        ("play", "--list"): ("name", "gpt-4o-mini"),
+        ("trajectories", "stats", str(trajectory)): ("value", "reveal-all"),
+        ("compare", "r", "--db", db, "--out", str(tmp_path / "lb")): ("agent", "random"),
+    }
+    for argv, (key, value) in commands.items():
+        assert main([*argv, "--json"]) == 0, argv
+        rows = json.loads(capsys.readouterr().out)  # the notes went to stderr: stdout is the JSON alone
+        assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows), argv
+        assert value in [r[key] for r in rows], argv
+
+
+def test_a_terminal_still_gets_the_table(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["scenarios", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "┃" in out and "\t" not in out  # rich's box, not tab-separated rows

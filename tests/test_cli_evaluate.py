@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 from engine.cli import main
+from engine.scenario import DEFAULT_DIR
+from engine.store import Store
 
 
 def test_evaluate_prints_results_and_resumes(tmp_path, capsys):
@@ -23,8 +28,9 @@ def test_compare_models_writes_the_leaderboard(tmp_path, capsys):
     args = ["compare", "--db", db, "--models", "reveal-all,random", "--num-eval", "5", "--max-turns", "3",
             "--out", str(out_dir)]
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "Leaderboard" in out and "McNemar" in out
+    captured = capsys.readouterr()  # not a terminal: the table as tab-separated rows, the notes on stderr
+    assert captured.out.startswith("rank\tlabel\t") and "\treveal-all-hidden\treveal-all\t" in captured.out
+    assert "McNemar" in captured.err
     board = json.loads((out_dir / "leaderboard.json").read_text())
     assert {e["agent"] for e in board["entries"]} == {"reveal-all", "random"}
     assert (out_dir / "leaderboard.md").exists() and (out_dir / "leaderboard.png").exists()
@@ -64,3 +70,58 @@ def test_both_conditions_are_also_reported_apart(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 played" not in out and "16 played" in out  # 4 scenarios x 2 seeds x 2 conditions
     assert "  hidden       " in out and "  revealed     " in out
+
+
+def test_seed_is_a_replication_recorded_in_the_run(tmp_path, capsys):
+    db = str(tmp_path / "s.db")
+    base = ["evaluate", "--db", db, "--model", "random", "--num-eval", "40"]
+    assert main([*base, "--name", "s0"]) == 0
+    assert main([*base, "--name", "s1", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    first, second = re.findall(r"success +(\d+)/40", out)
+    assert first != second  # the same episodes' plan, independent draws
+    store = Store(db)
+    assert [json.loads(store.find_eval_run(n)["config_json"])["seed"] for n in ("s0", "s1")] == [0, 1]
+    store.close()
+    assert main([*base, "--name", "s1", "--seed", "2"]) != 0
+    assert "seed: 1 -> 2" in capsys.readouterr().err
+
+
+def test_shipped_scenarios_resolve_from_any_folder(tmp_path):
+    """Run as an installed tool from a folder that is not the repository: the defaults still find scenarios/."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "engine", *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+
+    res = cli("evaluate", "--model", "random", "--num-eval", "3", "--db", "here.db")
+    assert res.returncode == 0, res.stderr
+    assert "3 played" in res.stdout and (tmp_path / "here.db").exists()
+    res = cli("scenarios", "list")
+    assert res.returncode == 0 and "business_vacation" in res.stdout, res.stderr
+    (tmp_path / "scenarios").mkdir()  # a user's own relative path is read from the current folder
+    (tmp_path / "scenarios" / "mine.yaml").write_text((DEFAULT_DIR / "dinner_party.yaml").read_text())
+    res = cli("scenarios", "validate", "scenarios/mine.yaml")
+    assert res.returncode == 0 and "1 scenario(s)" in res.stdout, res.stderr
+    res = cli("scenarios", "validate", "scenarios/nothing.yaml")
+    assert res.returncode != 0 and "scenarios/nothing.yaml: no such file" in res.stderr
+
+
+def test_more_scenarios_than_the_file_holds_is_refused(tmp_path, capsys):
+    assert main(["evaluate", "--db", str(tmp_path / "s.db"), "--model", "planner", "--num-eval", "500"]) == 2
+    assert "--num-eval 500: scenarios/heldout.jsonl holds only 100 scenario(s); pass --num-eval 100 or fewer" in (
+        capsys.readouterr().err)
+
+
+def test_a_run_whose_every_episode_errors_fails_and_is_marked_errored(tmp_path, capsys, monkeypatch):
+    from tests.fake_api import FakeAPI, point_sdks_at
+
+    with FakeAPI() as api:
+        point_sdks_at(api, monkeypatch)
+        api.fail_with([401] * 2)  # a bad key: not retried, every episode's first call fails
+        args = ["evaluate", "--db", str(tmp_path / "s.db"), "--model", "openai:gpt-4o-mini", "--num-eval", "2",
+                "--name", "nokey"]
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: every episode of run nokey errored (first: OpenAI request for gpt-4o-mini failed: HTTP 401" in err
+    assert Store(tmp_path / "s.db").find_eval_run("nokey")["status"] == "errored"

@@ -64,8 +64,8 @@ def test_runs_list_and_show(tmp_path, capsys):
     run_id = _run_with_steps(db, 3)
     runs.interrupt_run(Store(db), run_id, "models/demo/checkpoint-2")
     assert main(["runs", "list", "--db", db]) == 0
-    out = capsys.readouterr().out
-    assert "interrupted" in out and "1 run(s)" in out
+    captured = capsys.readouterr()  # not a terminal: rows on stdout, the count on stderr
+    assert "\tinterrupted\t" in captured.out and "1 run(s)" in captured.err
     assert main(["runs", "show", run_id[:10], "--db", db, "--steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "1 earlier step(s)" in out and "step 3/3  loss 1.0000" in out

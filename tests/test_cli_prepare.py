@@ -120,3 +120,17 @@ def test_openai_file_too_small_is_warned(tmp_path, src, capsys):
     small.write_text(lines[0] + "\n")
     assert main(["prepare", "--db", str(tmp_path / "s.db"), "-i", str(small), "-o", str(tmp_path / "o.jsonl"), "-f", "openai"]) == 0
     assert "the fine-tuning API needs at least 10" in capsys.readouterr().out
+
+
+def test_dpo_without_pairs_writes_nothing_and_says_why(tmp_path, src, capsys):
+    out_file = tmp_path / "pairs.jsonl"  # every conversation has its own seed: no state is played twice
+    assert main(["prepare", "--db", str(tmp_path / "s.db"), "-i", str(src), "-o", str(out_file), "-f", "dpo"]) == 2
+    assert "no DPO pair" in capsys.readouterr().err
+    assert not out_file.exists()
+
+
+def test_output_into_a_missing_folder_is_refused_by_name(tmp_path, src, capsys):
+    out_file = tmp_path / "no" / "such" / "train.jsonl"
+    assert main(["prepare", "--db", str(tmp_path / "s.db"), "-i", str(src), "-o", str(out_file)]) == 2
+    assert f"--output {out_file}: the folder {out_file.parent} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

@@ -28,6 +28,7 @@ from engine.generator import signature
 from engine.moves import Move, parse_reply
 from engine.persuaders.baselines import RandomPersuader, RevealAll
 from engine.prompts import messages_for_view
+from engine.record import Episode
 from engine.scenario import load_file, write_jsonl
 from engine.targets.rational import PERSONALITIES, RationalTarget
 from engine.trajectories import TrajectoryError
@@ -93,7 +94,7 @@ def src(tmp_path, trajs):
 def test_examples_are_what_the_persuader_saw(business, condition):
     rec = Recording(RandomPersuader())
     traj = play(business, rec, RationalTarget(), seed=5, condition=condition).to_trajectory()
-    examples = turn_examples(traj)
+    examples = turn_examples(Episode.model_validate(traj))
     assert [e.prompt for e in examples] == rec.seen  # trained on exactly the play-time prompt
     system = examples[0].prompt[0]["content"]
     assert ("Target's preferences" in system) == (condition == "revealed")
@@ -150,7 +151,7 @@ def test_dpo_pairs_from_the_same_state(tmp_path, business):
     assert good["outcome"]["success"] and not bad["outcome"]["success"]
     path = tmp_path / "t.jsonl"
     write(path, [good, bad, other])
-    examples = [e for t in (good, bad, other) for e in turn_examples(t)]
+    examples = [e for t in (good, bad, other) for e in turn_examples(Episode.model_validate(t))]
     pairs = dpo_pairs(examples)
     assert len(pairs) == 1  # only turn 1 of the same personality shares a state; `other` differs in personality
     chosen, rejected, rate_c, rate_r = pairs[0]
@@ -260,8 +261,8 @@ def test_recorded_in_the_store(tmp_path, src, store):
 
 def test_scenario_cache_reuses(trajs):
     cache = ScenarioCache()
-    a, sig = cache.get(trajs[0]["scenario"])
-    b, _ = cache.get(json.loads(json.dumps(trajs[0]["scenario"])))
+    a, sig = cache.get(Episode.model_validate(trajs[0]).scenario)
+    b, _ = cache.get(Episode.model_validate(json.loads(json.dumps(trajs[0]))).scenario)
     assert a is b and sig == signature(a)
 
 
@@ -273,7 +274,8 @@ def test_only_successful_and_self_belief(tmp_path, src, business):
     traj = play(business, RevealAll(), RationalTarget(), seed=2).to_trajectory()
     belief = {"preferences": {"cost": {"like": 0.1, "neutral": 0.2, "dislike": 0.7}}, "predicted_choice": "B", "p_goal": 0.3}
     traj["turns"][0]["belief"] = belief
-    plain, mine = turn_examples(traj)[0], turn_examples(traj, self_belief=True)[0]
+    ep = Episode.model_validate(traj)
+    plain, mine = turn_examples(ep)[0], turn_examples(ep, self_belief=True)[0]
     assert "Belief about the target: cost like 0.10" in plain.prompt[0]["content"]
     assert "BELIEF:" not in plain.completion["content"]
     assert "Belief about the target" not in mine.prompt[0]["content"]  # the model states its own belief instead
@@ -287,3 +289,25 @@ def test_progress_counts_every_conversation_then_tokens_then_files(tmp_path, src
     assert [d for d, _, _ in heard] == list(range(1, n + 3))
     assert {t for _, t, _ in heard} == {n + 2}
     assert heard[-2][2] == "tokens counted" and heard[-1][2] == "written"
+
+
+@pytest.mark.parametrize("fmt", ["chatml", "kto"])
+def test_batches_change_nothing_and_a_failure_writes_nothing(tmp_path, trajs, monkeypatch, fmt):
+    import engine.dataprep as dataprep
+
+    path = tmp_path / "t.jsonl"
+    write(path, [*trajs, *trajs[:6]])  # copies under new ids: more conversations of the same scenarios
+    rows = path.read_text().splitlines()
+    for i in range(len(trajs), len(rows)):
+        rows[i] = json.dumps(dict(json.loads(rows[i]), id=f"again-{i}"))
+    path.write_text("\n".join(rows) + "\n")
+    whole = prepare(PrepareOptions(str(path), str(tmp_path / "whole.jsonl"), fmt, val=0.2))
+    monkeypatch.setattr(dataprep, "BATCH", 4)
+    batched = prepare(PrepareOptions(str(path), str(tmp_path / "batched.jsonl"), fmt, val=0.2))
+    for split in ("", ".val"):
+        assert (tmp_path / f"whole{split}.jsonl").read_text() == (tmp_path / f"batched{split}.jsonl").read_text()
+    assert whole.summary["splits"]["train"]["tokens"] == batched.summary["splits"]["train"]["tokens"] > 0
+    path.write_text("\n".join([*rows, "{broken"]) + "\n")  # a bad last line: found after rows were written
+    with pytest.raises(TrajectoryError, match=rf"t\.jsonl:{len(rows) + 1}"):
+        prepare(PrepareOptions(str(path), str(tmp_path / "failed.jsonl"), fmt, val=0.2))
+    assert not list(tmp_path.glob("*failed*")) and not list(tmp_path.glob(".*.tmp"))

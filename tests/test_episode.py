@@ -52,7 +52,8 @@ def test_reveal_all_wins_business_and_emits_events(business):
 def test_lies_are_refused_counted_and_never_reach_the_target(business):
     ep = play(business, Scripted([[disclose(("B", "cost"), stated=-1), disclose(("A", "cost"), stated=-1)]]), RationalTarget())
     first = ep.turns[0]
-    assert first.refused and "contradicts the fact B.cost=+1" in first.refused[0]
+    assert first.refused and "contradicts the fact B.cost=+1" in first.refused[0].text()
+    assert (first.refused[0].move.text(), first.refused[0].true_value) == ("disclose B.cost=-1", 1)  # typed, not prose
     assert "B.cost" not in first.target_state["knows"] and "A.cost" in first.target_state["knows"]
     assert ep.outcome.violations == 1
 

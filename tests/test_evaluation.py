@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, evaluate, find_run, list_runs, plan_episodes, run_trajectories
+from engine.evaluation import EvalConfig, evaluate, plan_episodes, run_trajectories
 from engine.game import PersuaderTurn
+from engine.metrics import paired
 from engine.persuaders.baselines import RevealAll
 from engine.players import register_persuader
 
@@ -72,17 +74,17 @@ def test_plan_is_deterministic_and_mix_is_shared_across_conditions():
 def test_evaluate_logs_sessions_tied_to_the_run(store):
     res = evaluate(store, EvalConfig(model="reveal-all", scenarios=HELDOUT, num_eval=5), name="ra")
     assert (res.played, res.skipped) == (5, 0)
-    row = find_run(store, "ra")
+    row = store.find_eval_run("ra")
     assert row["status"] == "finished" and row["n_planned"] == 5
     assert json.loads(row["config_json"])["model"] == "reveal-all"
     assert json.loads(row["results_json"])["success"]["n"] == 5
-    sessions = list(store.iter_sessions("WHERE run_id = ?", [row["id"]]))
+    sessions = store.run_sessions(row["id"])
     assert len(sessions) == 5 and {s["kind"] for s in sessions} == {"evaluate"}
     assert res.results["success"] == json.loads(row["results_json"])["success"]
 
 
 def test_errored_episode_is_counted_and_resume_replays_only_it(store):
-    FlakyPersuader.fail = {"heldout-20261124-00001"}
+    FlakyPersuader.fail = {"heldout-20261129-00001"}
     config = EvalConfig(model="test-flaky", scenarios=HELDOUT, num_eval=4)
     first = evaluate(store, config, name="flaky")
     assert first.results["errored"] == 1 and first.results["success"]["n"] == 3
@@ -96,22 +98,22 @@ def test_errored_episode_is_counted_and_resume_replays_only_it(store):
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(store):
-    FlakyPersuader.interrupt = {"heldout-20261124-00002"}
+    FlakyPersuader.interrupt = {"heldout-20261129-00002"}
     config = EvalConfig(model="test-flaky", scenarios=HELDOUT, num_eval=5)
     with pytest.raises(KeyboardInterrupt):
         evaluate(store, config, name="ctrl-c")
-    assert find_run(store, "ctrl-c")["status"] == "interrupted"
+    assert store.find_eval_run("ctrl-c")["status"] == "interrupted"
     FlakyPersuader.interrupt = set()
     res = evaluate(store, config, name="ctrl-c")
     assert res.skipped == 2 and res.played == 3 and res.results["success"]["n"] == 5
 
 
 def test_ctrl_c_stops_episodes_in_flight_after_their_turn(store):
-    FlakyPersuader.interrupt = {"heldout-20261124-00000"}
+    FlakyPersuader.interrupt = {"heldout-20261129-00000"}
     config = EvalConfig(model="test-slow", scenarios=HELDOUT, num_eval=2, max_turns=20)
     with pytest.raises(KeyboardInterrupt):
         evaluate(store, config, name="stop", concurrency=2)
-    run_id = find_run(store, "stop")["id"]
+    run_id = store.find_eval_run("stop")["id"]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the other episode's thread ends on its own, after evaluate has returned
         (other,) = [t for t in run_trajectories(store, run_id) if t["scenario"]["id"].endswith("00001")]
@@ -144,8 +146,47 @@ def test_list_runs_newest_first_with_the_episodes_a_running_run_has_done(store):
     evaluate(store, config, name="older")
     time.sleep(0.01)
     evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=2), name="newer")
-    assert [r["name"] for r in list_runs(store)] == ["newer", "older"]
-    assert [r["done"] for r in list_runs(store)] == [0, 0]  # counted only while a run is running
-    store.db["eval_runs"].update(find_run(store, "older")["id"], {"status": "running"})  # as if still playing
-    assert {r["name"]: r["done"] for r in list_runs(store)} == {"newer": 0, "older": 3}
-    assert [r["name"] for r in list_runs(store, limit=1)] == ["newer"]
+    assert [r["name"] for r in store.eval_runs()] == ["newer", "older"]
+    assert [r["done"] for r in store.eval_runs()] == [0, 0]  # counted only while a run is running
+    store.db["eval_runs"].update(store.find_eval_run("older")["id"], {"status": "running"})  # as if still playing
+    assert {r["name"]: r["done"] for r in store.eval_runs()} == {"newer": 0, "older": 3}
+    assert [r["name"] for r in store.eval_runs(limit=1)] == ["newer"]
+
+
+def test_episode_draws_differ_across_scenarios_and_repeats(store, tmp_path):
+    """Copies of one game under other ids: the random agent plays each differently (no longer one draw repeated)."""
+    from engine.scenario import load_file, write_jsonl
+
+    base = load_file(HELDOUT)[0]
+    copies = tmp_path / "copies.jsonl"
+    write_jsonl([replace(base, id=f"copy-{i}") for i in range(8)], copies)
+    res = evaluate(store, EvalConfig(model="random", scenarios=str(copies), num_eval=8, seeds=2), name="copies")
+    moves = [tuple(tuple(t["moves"]) for t in traj["turns"]) for traj in run_trajectories(store, res.run["id"])]
+    assert len(moves) == 16 and len(set(moves)) >= 12
+    config = EvalConfig(model="random", scenarios=str(copies), num_eval=8, seeds=2)
+    assert len({s.seed for s in plan_episodes(config)}) == 16
+
+
+def test_replications_differ_and_resume_checks_the_seed(store):
+    def successes(seed: int) -> int:
+        config = EvalConfig(model="random", scenarios=HELDOUT, num_eval=60, seed=seed)
+        return evaluate(store, config, name=f"rep{seed}").results["success"]["successes"]
+
+    assert successes(0) != successes(1)
+    with pytest.raises(LabError, match="seed"):
+        evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=60, seed=2), name="rep0")
+
+
+def test_every_agent_meets_the_same_target_on_the_same_episode(store):
+    """Pairing: two agents' targets share seed, personality and (for the same moves) every reply."""
+    config = EvalConfig(model="greedy", scenarios=HELDOUT, num_eval=10, seeds=2, personality="mix")
+    greedy = run_trajectories(store, evaluate(store, config, name="g").run["id"])
+    again = run_trajectories(store, evaluate(store, replace(config, model="test-flaky"), name="f").run["id"])
+
+    def targets(trajs: list[dict]) -> set[tuple]:
+        return {(t["scenario"]["id"], t["target"]["seed"], t["target"]["personality"]) for t in trajs}
+
+    planned = {(s.scenario.id, s.seed, s.personality) for s in plan_episodes(config)}
+    assert targets(greedy) == targets(again) == planned
+    assert len({seed for _, seed, _ in planned}) == 20 and len({p for _, _, p in planned}) > 1
+    assert paired(greedy, again)["pairs"] == 20

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.generator import generate, heldout_signatures, make_heldout, signature
-from engine.rules import why_not_interesting
+from engine.rules import start_tie, why_not_interesting
 from engine.scenario import ScenarioLibrary, load_file
 
 
@@ -12,6 +12,7 @@ def test_same_seed_same_scenarios_and_all_interesting():
     b = list(generate(60, seed=7))
     assert [s.to_dict() for s in a] == [s.to_dict() for s in b]
     assert all(why_not_interesting(s) is None for s in a)
+    assert not any(start_tie(s) for s in [*a, *make_heldout()])  # every game starts on a unique choice
     assert len({signature(s) for s in a}) == 60
     assert [s.to_dict() for s in generate(5, seed=8)] != [s.to_dict() for s in a[:5]]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, evaluate, find_run
+from engine.evaluation import EvalConfig, evaluate
 from engine.leaderboard import build, entries_for_runs, markdown, table, write
 
 HELDOUT = "scenarios/heldout.jsonl"
@@ -54,7 +54,7 @@ def test_a_run_still_playing_shows_its_unfinished_episodes_apart_from_errors(sto
     from rich.console import Console
 
     evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=3, max_turns=2), name="playing")
-    run_id = find_run(store, "playing")["id"]
+    run_id = store.find_eval_run("playing")["id"]
     store.db.execute("UPDATE sessions SET status = 'running' WHERE id = (SELECT id FROM sessions WHERE run_id = ? LIMIT 1)",
                      [run_id])  # as `compare` sees an episode in flight
     board = build(entries_for_runs(store, ["playing"]))
@@ -70,8 +70,8 @@ def test_labels_drop_a_specs_options_and_the_markdown_keeps_them(store):
     evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=2, max_turns=2), name="tuned")
     evaluate(store, EvalConfig(model="reveal-all", scenarios=HELDOUT, num_eval=2, max_turns=2), name="base")
     spec = "local:models/ptom-smollm2?temperature=0&max_tokens=320&dtype=bfloat16"
-    store.db["eval_runs"].update(find_run(store, "tuned")["id"], {"persuader": spec})  # as a local run stores it
-    store.db["eval_runs"].update(find_run(store, "base")["id"], {"persuader": "local?temperature=0"})
+    store.db["eval_runs"].update(store.find_eval_run("tuned")["id"], {"persuader": spec})  # as a local run stores it
+    store.db["eval_runs"].update(store.find_eval_run("base")["id"], {"persuader": "local?temperature=0"})
     board = build(entries_for_runs(store, ["tuned", "base"]))
     assert {e["label"] for e in board["entries"]} == {"local:models/ptom-smollm2-hidden", "local-hidden"}
     assert f"- local:models/ptom-smollm2-hidden: run `tuned`, persuader `{spec}`" in markdown(board)
@@ -80,7 +80,7 @@ def test_labels_drop_a_specs_options_and_the_markdown_keeps_them(store):
 def test_runs_whose_short_specs_collide_are_labelled_by_run_name(store):
     for name in ("t0", "t1"):
         evaluate(store, EvalConfig(model="random", scenarios=HELDOUT, num_eval=2, max_turns=2), name=name)
-        store.db["eval_runs"].update(find_run(store, name)["id"], {"persuader": f"local?temperature={name[1]}"})
+        store.db["eval_runs"].update(store.find_eval_run(name)["id"], {"persuader": f"local?temperature={name[1]}"})
     board = build(entries_for_runs(store, ["t0", "t1"]))
     assert {e["label"] for e in board["entries"]} == {"t0-hidden", "t1-hidden"}
 

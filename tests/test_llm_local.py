@@ -128,6 +128,26 @@ def test_missing_folder_is_a_lab_error():
         LocalBackend("", "/nonexistent/adapter")
 
 
+
+def test_a_folder_that_is_not_a_model_is_refused_before_loading(tmp_path):
+    from engine.llm.embedded import embedded_model_dir
+    from engine.llm.local import LocalBackend
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(LabError, match=r"is not a Hugging Face model folder: it has no config.json"):
+        LocalBackend(str(tmp_path))
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(LabError, match=r"config.json: not a readable JSON config"):
+        LocalBackend(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(LabError, match=r"has config.json but no weights"):
+        LocalBackend(str(tmp_path))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(LabError, match=r"is not a LoRA adapter folder: it has adapter_config.json but no weights"):
+        LocalBackend(str(embedded_model_dir()), str(adapter))
+
 def test_lora_adapter_loads_with_plus_syntax(backend, tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
 

@@ -57,6 +57,20 @@ def test_success_rate_and_turns_keep_errored_out():
     assert (summary["episodes"], summary["scored"], summary["errored"]) == (4, 3, 1)
 
 
+def test_outcome_summary_overall_and_by_group():
+    results = [(True, {"persuader": "planner", "personality": "skeptical"}),
+               (False, {"persuader": "planner", "personality": "impulsive"}),
+               (True, {"persuader": "reveal-all", "personality": "skeptical"})]
+    summary = metrics.outcome_summary(results)
+    assert {k: summary[k] for k in ("n", "successes", "failures")} == {"n": 3, "successes": 2, "failures": 1}
+    assert summary["rate"] == pytest.approx(2 / 3) and summary["ci95"] == list(metrics.wilson(2, 3))
+    assert list(summary["by"]["personality"]) == ["impulsive", "skeptical"]  # values sorted
+    planner = summary["by"]["persuader"]["planner"]
+    assert (planner["n"], planner["successes"], planner["failures"], planner["rate"]) == (2, 1, 1, 0.5)
+    empty = metrics.outcome_summary([])
+    assert (empty["n"], empty["rate"], empty["by"]) == (0, None, {})
+
+
 def test_preference_alignment_final_and_by_turn():
     # truth: cost dislike, fun like, time neutral
     t = traj(True, [

@@ -66,8 +66,8 @@ def test_turn_is_parsed_with_tracker_belief_and_usage_stored(api, business, stor
     turn = episode.turns[0]
     assert [m.text() for m in turn.moves] == ["disclose B.cost", "ask_preference cost"]
     assert turn.parse_ok and turn.reasoning.startswith("She may not know")
-    assert set(turn.belief["preferences"]) == set(business.attribute_ids)
-    assert turn.counterfactual == {
+    assert set(turn.belief.preferences) == set(business.attribute_ids)
+    assert turn.counterfactual.model_dump(exclude_none=True) == {
         "move": "disclose B.cost", "p_goal_before": 0.4, "p_goal_after": 0.7, "predicted_choice": "B",
         "alternatives": [{"move": "ask_choice", "p_goal": 0.45}],
     }
@@ -106,12 +106,12 @@ def test_reply_still_bad_after_repair_is_logged_and_the_game_goes_on(api, busine
 def test_self_belief_is_read_from_the_reply(api, business):
     api.responder = scripted("BELIEF: cost -1 (0.8); travel like 0.2 neutral 0.3 dislike 0.5; predicted choice A\n" + GOOD)
     episode = play(short(business, 1), make_persuader("openai:gpt-4o?belief=self"), RationalTarget())
-    belief = episode.turns[0].belief
+    belief = episode.turns[0].belief.model_dump(exclude_none=True)
     assert belief["preferences"]["cost"] == {"like": 0.1, "neutral": 0.1, "dislike": 0.8}
     assert belief["preferences"]["travel"] == {"like": 0.2, "neutral": 0.3, "dislike": 0.5}
     assert belief["predicted_choice"] == "A"
     assert "BELIEF" in api.bodies()[0]["messages"][0]["content"]
-    assert episode.persuader == "openai:gpt-4o?belief=self"
+    assert episode.persuader.name == "openai:gpt-4o?belief=self"
 
 
 def test_streaming_persuader_passes_text_as_it_comes(api, business):
@@ -143,7 +143,7 @@ def test_embedded_model_plays_a_turn_for_real(business):
         episode = play(short(business, 1), persuader, RationalTarget())
     finally:
         torch.set_num_threads(threads)
-    assert episode.status == "finished" and episode.persuader == "local:embedded"
+    assert episode.status == "finished" and episode.persuader.name == "local:embedded"
     turn = episode.turns[0]
     assert turn.message and turn.usage["output_tokens"] > 0 and turn.usage["cost_usd"] == 0.0
     assert turn.parse_ok or (turn.parse_error and turn.usage["calls"] == 2)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.scenario import Scenario, ScenarioError, ScenarioLibrary, load_file, load_path
+from engine.scenario import DEFAULT_DIR, Scenario, ScenarioError, ScenarioLibrary, load_file, load_path
 
 
 def small(**over) -> dict:
@@ -51,6 +51,7 @@ def test_round_trip_through_dict(business):
         ({"preferences": {"cost": -1, "speed": 1}}, "unknown attribute 'speed'"),
         ({"target_knows": ["A.speed"]}, "unknown fact 'A.speed'"),
         ({"goal": "B"}, "the target already chooses the goal"),
+        ({"target_knows": ["A.fun", "B.fun"]}, "initial choice is tied between A, B"),
         ({"effects": {"A": {"cost": 1, "fun": -1}, "B": {"cost": -1, "fun": 1}}}, "cannot be won"),
         ({"proposals": [{"id": "A"}]}, "need 2 to 5"),
     ],
@@ -78,6 +79,29 @@ def test_jsonl_errors_name_file_and_line(tmp_path):
         load_file(path)
 
 
+
+def test_yaml_with_bytes_that_are_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"id: tiny\ntitle: Caf\xe9 choice\n")
+    with pytest.raises(ScenarioError, match=r"latin1\.yaml:2: not UTF-8 \(byte 0xe9\)"):
+        load_file(path)
+
+
+def test_yaml_with_a_duplicate_key_is_refused_by_line(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("id: tiny\ngoal: A\nproposals: [{id: A}, {id: B}]\ngoal: B\n")
+    with pytest.raises(ScenarioError, match=r"dup\.yaml:4: not valid YAML \(duplicate key 'goal' \(first on line 2\)"):
+        load_file(path)
+
+
+def test_an_unknown_top_level_key_is_refused_not_ignored(tmp_path):
+    data = small()
+    data["preference"] = data.pop("preferences")  # a typo would otherwise leave preferences empty
+    path = tmp_path / "typo.yaml"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ScenarioError, match=r"typo\.yaml: unknown key\(s\) preference \(known: "):
+        load_file(path)
+
 def test_directory_and_library_lookup(tmp_path):
     (tmp_path / "one.yaml").write_text(json.dumps(small()))
     (tmp_path / "two.yaml").write_text(json.dumps([small(id="t2"), small(id="t3")]))
@@ -93,3 +117,12 @@ def test_directory_and_library_lookup(tmp_path):
 
 def test_fact_sentence_reads_naturally(business):
     assert business.fact_sentence(("A", "cost")) == "Lisbon costs less"
+
+
+def test_a_tied_start_is_refused_by_file_and_line_and_every_shipped_set_starts_unique(tmp_path):
+    path = tmp_path / "tied.jsonl"
+    path.write_text(json.dumps(small()) + "\n" + json.dumps(small(id="t2", target_knows=["A.fun", "B.fun"])) + "\n")
+    with pytest.raises(ScenarioError, match=r"tied\.jsonl:2 \(scenario 't2'\): the target's initial choice is tied"):
+        load_file(path)
+    assert len(load_path(DEFAULT_DIR)) >= 7  # loading validates: every hand-written scenario starts unique
+    assert len(load_file(DEFAULT_DIR / "heldout.jsonl")) == 100

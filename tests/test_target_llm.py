@@ -74,7 +74,7 @@ def test_alias_plays_a_whole_game_and_the_store_keeps_target_usage(api, business
     assert "claude-sonnet-4" in target_names()
     target = make_target("claude-sonnet-4")
     episode = play(replace(business, max_turns=2), RevealAll(), target, listeners=[StoreListener(store)])
-    assert episode.status == "finished" and episode.target == "claude-sonnet-4"
+    assert episode.status == "finished" and episode.target.kind == "claude-sonnet-4"
     assert episode.outcome.choice == "B" and episode.outcome.final_words == "Fine, I choose B."
     assert {b["model"] for b in api.bodies()} == {"claude-sonnet-4-6"}
     assert '"input_tokens"' in store.turns(episode.id)[0]["target_usage_json"]

@@ -26,12 +26,13 @@ TRICKY = [
 @pytest.fixture(scope="module")
 def chats(library) -> list[list[dict]]:
     from engine.dataprep import turn_examples
+    from engine.record import Episode
 
     out = []
     for i, sid in enumerate(("business_vacation", "framework_choice")):
         for persuader, condition in ((RevealAll(), "hidden"), (RandomPersuader(), "revealed")):
             traj = play(library.get(sid), persuader, RationalTarget(), seed=i, condition=condition).to_trajectory()
-            out += [e.messages for e in turn_examples(json.loads(json.dumps(traj)))]
+            out += [e.messages for e in turn_examples(Episode.model_validate(json.loads(json.dumps(traj))))]
     return out
 
 

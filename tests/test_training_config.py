@@ -26,7 +26,10 @@ def test_stored_config_is_the_base_for_resume(tmp_path):
     ("text", "message"),
     [
         ("data: a.jsonl\noutput: m\nlora_rank: 8\n", "unknown setting 'lora_rank'"),
-        ("data: a.jsonl\noutput: m\nepochs: many\n", "'epochs' should be a float"),
+        ("data: a.jsonl\noutput: m\nepochs: many\n", "'epochs' should be a number"),
+        ("data: a.jsonl\noutput: m\npacking: maybe\n", "'packing' should be true or false, got 'maybe'"),
+        ("data: a.jsonl\noutput: m\nlora_r: 2.5\n", "'lora_r' should be a whole number, got 2.5"),
+        ("data: a.jsonl\noutput: m\nepochs: yes\n", "'epochs' should be a number, got True"),
         ("data: [a\n", "not valid YAML"),
         ("- 1\n", "must be a mapping"),
     ],
@@ -51,6 +54,27 @@ def test_missing_and_invalid_values():
     # the OpenAI backend needs no output folder
     assert load_config(None, {"data": "a.jsonl", "backend": "openai"}).name == "a"
 
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"lora_dropout": 3}, "lora_dropout is a probability from 0 up to"),
+        ({"beta": 0}, "beta must be positive"),
+        ({"max_steps": -5}, "may not be negative"),
+        ({"save_total_limit": 0}, "save_total_limit and cpu_threads must be at least 1"),
+    ],
+)
+def test_out_of_range_values_are_refused_before_training(setting, message):
+    with pytest.raises(LabError, match=message):
+        load_config(None, {"data": "a.jsonl", "output": "m", **setting})
+
+
+def test_booleans_are_read_as_written_never_guessed(tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("data: a.jsonl\noutput: m\npacking: 'off'\nqlora: yes\ntarget_modules: [q_proj, v_proj]\n")
+    cfg = load_config(str(cfg_file))
+    assert (cfg.packing, cfg.qlora, cfg.target_modules) == (False, True, ["q_proj", "v_proj"])
 
 def test_example_config_in_configs_loads():
     cfg = load_config("configs/finetune-smollm2.yaml")

@@ -65,6 +65,13 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
     def do_GET(self):
         s = self.server
+        if s.drops:  # the connection is lost: no answer at all
+            s.drops -= 1
+            self.close_connection = True
+            return
+        if s.gone:  # the job was deleted at OpenAI
+            return self._send({"error": {"message": "No such fine-tuning job: ftjob-1", "type": "invalid_request_error",
+                                         "param": None, "code": None}}, 404)
         if self.path.startswith("/v1/fine_tuning/jobs/ftjob-1/events"):
             n = 3 if s.burst else min(s.retrieves, 3)  # burst: every step already logged at the first look
             events = [{"id": "ev-0", "object": "fine_tuning.job.event", "created_at": 1, "level": "info",
@@ -88,7 +95,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 def fake_api(monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
     server.uploads, server.auth, server.created, server.retrieves, server.outcome = [], [], {}, 0, "succeeded"
-    server.event_pages, server.burst = 0, False
+    server.event_pages, server.burst, server.drops, server.gone = 0, False, 0, False
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
@@ -118,7 +125,7 @@ def test_job_succeeds_and_model_is_registered(fake_api, openai_file, store):
     assert fake_api.auth[0] == "Bearer sk-test-not-a-real-key"
     row = runs.get_run(store, result["run_id"])
     assert (row["status"], row["backend"], row["checkpoint"], row["total_steps"]) == ("finished", "openai", "ftjob-1", 3)
-    assert [(s["step"], round(s["loss"], 2)) for s in runs.steps(store, row["id"])] == [(1, 2.0), (2, 1.0), (3, 0.67)]
+    assert [(s["step"], round(s["loss"], 2)) for s in store.training_steps(row["id"])] == [(1, 2.0), (2, 1.0), (3, 0.67)]
     assert "sk-test" not in json.dumps(list(store.db["training_runs"].rows))  # the key never reaches the store
     model = store.db["models"].get(result["model_id"])
     assert model["path"] == "ft:gpt-4o-mini-2024-07-18:org::abc123" and model["kind"] == "openai"
@@ -161,7 +168,7 @@ def test_ctrl_c_stops_following_and_resume_picks_the_job_up(fake_api, openai_fil
     assert (row["status"], row["checkpoint"]) == ("interrupted", "ftjob-1")
     result = openai_ft.train(config(openai_file), store, resume=row["id"], say=lambda _: None)
     assert result["run_id"] == row["id"] and len(fake_api.uploads) == 1  # nothing uploaded again
-    assert [s["step"] for s in runs.steps(store, row["id"])] == [1, 2, 3]  # no event recorded twice
+    assert [s["step"] for s in store.training_steps(row["id"])] == [1, 2, 3]  # no event recorded twice
     assert runs.get_run(store, row["id"])["status"] == "finished"
 
 
@@ -180,5 +187,32 @@ def test_cli_prints_the_failed_jobs_reason(fake_api, openai_file, tmp_path, caps
 def test_events_beyond_one_page_are_all_recorded_in_order(fake_api, openai_file, store):
     fake_api.burst = True  # 4 events, 2 to a page, at the first poll
     result = openai_ft.train(config(openai_file), store, say=lambda _: None)
-    assert [s["step"] for s in runs.steps(store, result["run_id"])] == [1, 2, 3]
+    assert [s["step"] for s in store.training_steps(result["run_id"])] == [1, 2, 3]
     assert fake_api.event_pages == 2 + 2  # first poll: both pages; later polls stop at the first page (seen events)
+
+
+def test_a_lost_connection_marks_the_run_interrupted_and_resume_follows_again(fake_api, openai_file, store, monkeypatch):
+    monkeypatch.setattr(openai_ft, "MAX_RETRIES", 0)  # the SDK would retry the dropped connection with backoff
+
+    def say(line: str) -> None:
+        if line.startswith("step 1/"):
+            fake_api.drops = 1  # the next request gets no answer
+
+    with pytest.raises(LabError, match=r"lost OpenAI job ftjob-1 while following it \(Connection error.*--resume"):
+        openai_ft.train(config(openai_file), store, say=say)
+    (row,) = runs.list_runs(store)
+    assert (row["status"], row["checkpoint"]) == ("interrupted", "ftjob-1")
+    result = openai_ft.train(config(openai_file), store, resume=row["id"], say=lambda _: None)
+    assert [s["step"] for s in store.training_steps(result["run_id"])] == [1, 2, 3]
+    assert runs.get_run(store, row["id"])["status"] == "finished"
+
+
+def test_a_job_gone_at_openai_marks_the_run_failed_with_the_reason(fake_api, openai_file, store):
+    def say(line: str) -> None:
+        if line.startswith("step 1/"):
+            fake_api.gone = True
+
+    with pytest.raises(LabError, match=r"failed: OpenAI no longer knows job ftjob-1 \(Error code: 404 - No such fine-tuning"):
+        openai_ft.train(config(openai_file), store, say=say)
+    (row,) = runs.list_runs(store)
+    assert row["status"] == "failed" and "404 - No such fine-tuning job: ftjob-1" in row["error"]

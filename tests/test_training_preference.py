@@ -43,7 +43,7 @@ def test_kto_step(tmp_path, store):
     seen = SeeArgs()
     result = train(tmp_path, store, "kto", rows, callbacks=[seen], desirable_weight=0.5)
     assert (seen.args.desirable_weight, seen.args.undesirable_weight) == (0.5, 1.0)  # the flag reaches trl
-    (step,) = runs.steps(store, result["run_id"])
+    (step,) = store.training_steps(result["run_id"])
     assert step["step"] == 1 and step["loss"] is not None and step["learning_rate"] > 0
     assert "kl" in json.loads(step["logs_json"])
     assert runs.get_run(store, result["run_id"])["method"] == "kto"
@@ -54,7 +54,7 @@ def test_dpo_step(tmp_path, store):
     rows = [{"prompt": PROMPT, "chosen": reply("MOVES: disclose A.cost=-1\nMESSAGE: A is cheaper."),
              "rejected": reply("MOVES: conclude\nMESSAGE: Pick one.")}] * 2
     result = train(tmp_path, store, "dpo", rows)
-    (step,) = runs.steps(store, result["run_id"])
+    (step,) = store.training_steps(result["run_id"])
     logs = json.loads(step["logs_json"])
     assert step["loss"] == pytest.approx(0.6931, abs=0.05)  # -log sigmoid(0) on the first step: the adapter starts at zero
     assert any(k.startswith("rewards/") for k in logs)

@@ -59,7 +59,7 @@ def check_finished_adapter(result: dict[str, Any], store) -> None:
 
     run = runs.get_run(store, result["run_id"])
     assert run["status"] == "finished", run["error"]
-    losses = [s["loss"] for s in runs.steps(store, result["run_id"])]
+    losses = [s["loss"] for s in store.training_steps(result["run_id"])]
     assert len(losses) == 4 and all(x is not None and math.isfinite(x) for x in losses)
     out = Path(result["output"])
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()

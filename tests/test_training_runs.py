@@ -22,9 +22,9 @@ def test_lifecycle_and_lookup(store):
     assert runs.get_run(store, run_id)["status"] == "running"  # this process is alive
     runs.add_step(store, run_id, {"step": 1, "loss": 2.5, "learning_rate": 1e-4, "tokens_per_s": 100.0, "logs": {"x": 1}})
     runs.add_step(store, run_id, {"step": 2, "loss": 2.0})
-    assert [s["loss"] for s in runs.steps(store, run_id)] == [2.5, 2.0]
-    first = runs.steps(store, run_id)[0]["id"]
-    assert [s["step"] for s in runs.steps(store, run_id, after_id=first)] == [2]
+    assert [s["loss"] for s in store.training_steps(run_id)] == [2.5, 2.0]
+    first = store.training_steps(run_id)[0]["id"]
+    assert [s["step"] for s in store.training_steps(run_id, after_id=first)] == [2]
     runs.interrupt_run(store, run_id, "models/demo/checkpoint-2")
     row = runs.get_run(store, "models/demo")  # by output folder, as --resume takes it
     assert (row["id"], row["status"], row["checkpoint"]) == (run_id, "interrupted", "models/demo/checkpoint-2")

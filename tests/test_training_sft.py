@@ -30,7 +30,7 @@ def test_sft_steps_reach_the_store_and_adapter_is_registered(tmp_path, store):
 
     threads, printed = torch.get_num_threads(), []
     result = sft.train(load_config(None, tiny(tmp_path)), store, echo=lambda row, total: printed.append((row, total)))
-    steps = runs.steps(store, result["run_id"])
+    steps = store.training_steps(result["run_id"])
     assert [s["step"] for s in steps] == [1, 2]
     assert all(s["loss"] > 0 and s["learning_rate"] > 0 and s["grad_norm"] is not None for s in steps)
     assert steps[0]["tokens_per_s"] > 0 and steps[-1]["eta_s"] == 0
@@ -61,11 +61,11 @@ def test_interrupt_then_resume_finishes_the_run(tmp_path, store):
         sft.train(cfg, store, callbacks=[Interrupt()])
     (row,) = runs.list_runs(store)
     assert row["status"] == "interrupted" and row["checkpoint"].endswith("checkpoint-1")
-    assert [s["step"] for s in runs.steps(store, row["id"])] == [1]
+    assert [s["step"] for s in store.training_steps(row["id"])] == [1]
     resumed = sft.train(load_config(None, {}, runs.run_config(row)), store, resume=cfg.output)
     assert resumed["run_id"] == row["id"]
     assert runs.get_run(store, row["id"])["status"] == "finished"
-    assert [s["step"] for s in runs.steps(store, row["id"])] == [1, 2]
+    assert [s["step"] for s in store.training_steps(row["id"])] == [1, 2]
     with pytest.raises(LabError, match="already finished"):
         sft.train(cfg, store, resume=row["id"])
 
@@ -126,7 +126,7 @@ def test_replies_lost_to_max_seq_len_are_counted(tmp_path, store):
 def test_eval_data_rows_are_apart_from_training_steps(tmp_path, store):
     values = tiny(tmp_path, max_steps=1, eval_data=write_rows(tmp_path / "val.jsonl", chat_rows(2)))
     result = sft.train(load_config(None, values), store)
-    steps = runs.steps(store, result["run_id"])
+    steps = store.training_steps(result["run_id"])
     train = [s for s in steps if s["loss"] is not None]
     evals = [s for s in steps if s["loss"] is None]
     assert [s["step"] for s in train] == [1] and [s["step"] for s in evals] == [1]  # eval every save_steps

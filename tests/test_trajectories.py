@@ -29,17 +29,17 @@ def test_round_trip_and_scenario_id(tmp_path, traj):
     path = tmp_path / "t.jsonl"
     _write(path, [traj, "", by_id])
     got = list(read_trajectories(path))
-    assert [g["id"] for g in got] == [traj["id"], "second"]
-    assert got[1]["scenario"]["id"] == "business_vacation"
-    assert got[1]["scenario"]["effects"] == traj["scenario"]["effects"]
-    assert "scenario_id" not in got[1]
-    assert got[0]["turns"] == traj["turns"]
+    assert [g.id for g in got] == [traj["id"], "second"]
+    assert got[1].scenario.id == "business_vacation"
+    assert got[1].to_trajectory()["scenario"]["effects"] == traj["scenario"]["effects"]
+    assert "scenario_id" not in got[1].to_trajectory()
+    assert got[0].to_trajectory()["turns"] == traj["turns"]
 
 
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
-        (lambda t: t.pop("id"), "'id'"),
+        (lambda t: t.pop("id"), ": id: missing"),
         (lambda t: t.update(condition="sideways"), "condition"),
         (lambda t: t["turns"][0].update(moves=["disclose Z.cost"]), "turns[0].moves[0]"),
         (lambda t: t["turns"][0].update(index=5), "turns[0].index"),
@@ -86,4 +86,4 @@ def test_missing_file(tmp_path):
 
 
 def test_validate_one(traj):
-    assert validate_trajectory(traj)["outcome"]["choice"] == traj["outcome"]["choice"]
+    assert validate_trajectory(traj).outcome.choice == traj["outcome"]["choice"]

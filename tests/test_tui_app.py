@@ -14,7 +14,9 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, ProgressBar, RichLog, Select, TabbedContent
 from tui_fixtures import build_store
 
+from engine import jobs
 from engine.store import Store
+from engine.training.config import TrainConfig
 from ptom_tui.app import ACTIONS, PANES, LabApp
 
 
@@ -155,7 +157,12 @@ async def test_sessions_filter_search_replay_and_archive(db, tmp_path, monkeypat
         assert app.clipboard == app.screen.traj["turns"][1]["message"]
         session_id = app.screen.traj["id"]
         assert (tmp_path / f"session-{session_id}.md").read_text().startswith("# ")
-        await pilot.press("escape", "a")
+        await pilot.press("escape", "a")  # archiving asks first: Escape keeps the session
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "Confirm")
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert table.row_count == 4 and Store(db).get_session(session_id)["archived"] == 0
+        await pilot.press("a", "y")
         await wait_for(pilot, lambda: table.row_count == 3)
         assert Store(db).get_session(session_id)["archived"] == 1
 
@@ -232,7 +239,7 @@ async def test_overlapping_polls_show_each_training_step_once(tmp_path):
         await wait_for(pilot, lambda: len(pane.steps) == 20)
         with app.worker_store() as store:
             listing, run = runs.list_runs(store, 50), runs.get_run(store, pane.run_id)
-            rows = runs.steps(store, pane.run_id, 0)
+            rows = store.training_steps(pane.run_id, 0)
         pane.follow(pane.run_id)
         pane._show(listing, run, rows)  # the reply of the poll `follow` started, then of the timer's poll
         pane._show(listing, run, rows)
@@ -252,7 +259,7 @@ async def test_evaluation_leaderboard_ranks_runs_with_intervals(db):
         await wait_for(pilot, lambda: table.row_count == 2)
         # ranked by success rate as engine.metrics computed it, with its 95% (Wilson) interval
         assert [table.get_row_at(i)[1] for i in range(2)] == ["greedy-vs-rational", "reveal-all-vs-rational"]
-        assert table.get_row_at(0)[4] == "0.75" and table.get_row_at(0)[5] == "[0.47, 0.91]"
+        assert table.get_row_at(0)[4] == "0.67" and table.get_row_at(0)[5] == "[0.39, 0.86]"
         assert table.get_row_at(0)[6] == "12"
 
 
@@ -392,3 +399,171 @@ async def test_escape_stops_a_reply_while_it_streams(db):
         assert row["status"] == "interrupted" and row["persuader"].startswith("openai-compatible")
     finally:
         server.shutdown()
+
+
+def _job_process(tmp_path, db: str, code: str) -> jobs.JobProcess:
+    """A stand-in for a started job: a child running `code`, its output in a log, as `jobs.start` makes one."""
+    log = tmp_path / "job.log"
+    job = jobs.Job("finetune", TrainConfig(data="d.jsonl", output="models/long"), db, run="models/long")
+    with open(log, "wb") as fh:
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=fh, stderr=subprocess.STDOUT)
+    return jobs.JobProcess(job, child, log)
+
+
+async def test_question_mark_opens_the_help_but_types_in_a_box(db):
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f6")
+        search = app.query_one("#sessions-search", Input)
+        search.focus()
+        await pilot.press("question_mark")
+        assert search.value == "?" and app.screen is app.main
+        app.query_one("#sessions-table", DataTable).focus()
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HelpScreen")
+
+
+async def test_ctrl_e_twice_starts_one_evaluation(db):
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.query_one("#eval-table", DataTable).row_count == 2)
+        app.query_one("#eval-model", Input).value = "random"
+        app.query_one("#eval-n", Input).value = "3"
+        await pilot.press("ctrl+e", "ctrl+e")
+        assert len(app.jobs) == 1 and app.jobs[0][0].job.kind == "evaluate"
+        assert any("already running" in str(n.message) for n in app._notifications)
+        process = app.jobs[0][0]
+        await wait_for(pilot, lambda: process.poll() is not None, timeout=60)
+        assert process.poll() == 0, process.output()
+        assert [r["name"] for r in Store(db).eval_runs()].count(process.job.run) == 1
+
+
+async def test_quitting_while_a_run_trains_asks_and_leaves_it_running(db, tmp_path):
+    app = LabApp(db)
+    process = _job_process(tmp_path, db, "import time; time.sleep(60)")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.jobs.append((process, app))
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "Confirm")
+            assert "training run models/long" in str(app.screen.question) and str(process.pid) in app.screen.question
+            await pilot.press("escape")  # stay
+            assert app.is_running
+            await pilot.press("ctrl+q", "y")
+            await wait_for(pilot, lambda: not app.is_running, timeout=5)
+        assert process.poll() is None  # the run goes on
+    finally:
+        process.process.kill()
+        process.process.wait()
+
+
+async def test_a_failed_job_opens_its_whole_log(db, tmp_path):
+    code = "import sys; print('loading the model'); print('Traceback: line 1\\nValueError: bad rows'); sys.exit(1)"
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.jobs.append((_job_process(tmp_path, db, code), app))
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ErrorScreen")
+        text = app.screen.query_one("#error-detail").text
+        assert "loading the model" in text and "ValueError: bad rows" in text
+        await pilot.press("escape")
+        assert app.screen is app.main and not app.jobs
+
+
+async def test_a_crashed_worker_shows_its_traceback(db):
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        def boom() -> None:
+            raise RuntimeError("disk on fire")
+
+        # a pane's worker: Textual tells only the pane, which passes it on to the app
+        app.query_one("ArenaPane").run_worker(boom, name="reading the store", thread=True, exit_on_error=False)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ErrorScreen")
+        assert "reading the store failed" in str(app.screen.query_one("#error-title").content)
+        text = app.screen.query_one("#error-detail").text
+        assert "Traceback" in text and "RuntimeError: disk on fire" in text
+        await pilot.press("escape")
+        app.run_worker(boom, name="an app worker", thread=True, exit_on_error=False)  # and the app's own
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ErrorScreen")
+        assert "an app worker failed" in str(app.screen.query_one("#error-title").content)
+
+
+async def test_arena_dropdowns_offer_no_blank_and_list_offline_players_first(db):
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
+        for name in ("scenario", "persuader", "target", "personality"):
+            select = app.query_one(f"#arena-{name}", Select)
+            assert Select.NULL not in [value for _, value in select._options] and not select.disabled
+        targets = [value for _, value in app.query_one("#arena-target", Select)._options]
+        assert targets[0] == "rational" and targets.index("rational") < targets.index("openai")
+
+
+async def test_a_refused_training_run_keeps_the_form(db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rows.jsonl").write_text("{}\n")
+    (tmp_path / "models" / "taken").mkdir(parents=True)
+    (tmp_path / "models" / "taken" / "train.log").write_text("another run\n")
+    app = LabApp(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunForm")
+        app.screen.query_one("#form-data", Input).value = "rows.jsonl"
+        app.screen.query_one("#form-output", Input).value = "models/taken"
+        app.screen.query_one("#form-batch_size", Input).value = "8"
+        await pilot.pause()  # laid out: the click lands on the button
+        await pilot.click("#form-start")
+        await wait_for(pilot, lambda: any("holds another run" in str(n.message) for n in app._notifications))
+        assert not app.jobs
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunForm")
+        assert app.screen.query_one("#form-output", Input).value == "models/taken"
+        assert app.screen.query_one("#form-batch_size", Input).value == "8"
+
+
+async def test_letters_typed_in_the_search_box_never_act_on_the_table(db):
+    """`a` archives and `o` replays only from the table: typed in the search box they are text."""
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: app.query_one("#sessions-table", DataTable).row_count == 4)
+        search = app.query_one("#sessions-search", Input)
+        search.focus()
+        await pilot.press(*"oapnr")
+        await pilot.pause(0.3)
+        assert search.value == "oapnr" and app.screen is app.main
+        assert Store(db).count_sessions() == 4
+
+
+async def test_the_training_pane_follows_the_running_run_not_the_newest(tmp_path):
+    """After a restart the pane shows the run that is training, even when a newer one has ended."""
+    from engine.training import runs
+
+    path = str(tmp_path / "s.db")
+    store = build_store(path)
+    runs.start_run(store, {}, backend="local", method="sft", base_model="m", data_path="d", output_dir="o",
+                   name="live", run_id="live-run")  # this (living) process trains it
+    with store.transaction():
+        store.db.execute("UPDATE training_runs SET created_at = '2025-01-01T00:00:00' WHERE id = 'live-run'")
+    store.close()
+    app = LabApp(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f4")
+        pane = app.query_one("TrainingPane")
+        await wait_for(pilot, lambda: pane.run_id == "live-run")
+        await pilot.pause(1.5)  # the next polls keep it
+        assert pane.run_id == "live-run"
+
+
+async def test_a_failed_prepare_replaces_the_last_success_in_the_status(db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        stats = app.query_one("#data-stats")
+        await wait_for(pilot, lambda: app.query_one("#data-path", Input).value == "trajectories.jsonl")
+        app.query_one("#data-path", Input).value = "missing.jsonl"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: "prepare failed" in str(stats.content))
+        assert "no trajectory file 'missing.jsonl'" in str(stats.content)
+        assert any("missing.jsonl" in str(n.message) for n in app._notifications if n.severity == "error")

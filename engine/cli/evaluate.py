@@ -6,23 +6,32 @@ import argparse
 import re
 import uuid
 
-from engine.cli.common import console, open_store, progress
+from engine.cli.common import add_json_flag, console, open_store, positive_int, print_rows, progress
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, RunResult, evaluate
-from engine.game import Episode
-from engine.leaderboard import build, entries_for_runs, num, pct, table, write
+from engine.evaluation import EvalConfig, RunResult, evaluate, load_scenarios
+from engine.game import RULE_SETS
+from engine.leaderboard import ROW_COLUMNS, build, entries_for_runs, num, pct, rows, table, write
+from engine.mindgames import load_published
+from engine.players import canonical, spec_list
+from engine.record import Episode
 from engine.store import Store
+
+DEFAULT_NUM_EVAL = 100  # the held-out set's size
 
 
 def _episode_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--human-agent", "--target", dest="human_agent", default="rational", help="simulated human spec")
     p.add_argument("--scenarios", default="scenarios/heldout.jsonl", help="scenario file or folder")
-    p.add_argument("--num-eval", type=int, default=100, help="how many scenarios (the first N of the file)")
+    p.add_argument("--num-eval", type=positive_int, default=None,
+                   help="how many scenarios, the first N of the file (default: 100, or all of a smaller file)")
     p.add_argument("--personality", default="cooperative", help="target personality, or 'mix' (seeded per episode)")
     p.add_argument("--condition", choices=["hidden", "revealed", "both"], default="hidden")
-    p.add_argument("--seeds", type=int, default=1, help="episodes per scenario and condition (seeds 0..K-1)")
-    p.add_argument("--max-turns", type=int, default=None, help="override every scenario's turn limit")
-    p.add_argument("--concurrency", type=int, default=1, help="episodes played at once (API and local models)")
+    p.add_argument("--seeds", type=positive_int, default=1, help="episodes per scenario and condition (repeats 0..K-1)")
+    p.add_argument("--seed", type=int, default=0, help="run seed: another value is an independent replication")
+    p.add_argument("--max-turns", type=positive_int, default=None, help="override every scenario's turn limit")
+    p.add_argument("--rules", choices=RULE_SETS, default="lab",
+                   help="lab, or mindgames: MindGames' protocol (every message played, a lie rejects its message)")
+    p.add_argument("--concurrency", type=positive_int, default=1, help="episodes played at once (API and local models)")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -34,17 +43,26 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     c = sub.add_parser("compare", parents=[common], help="leaderboard of stored runs, or of --models run now")
     c.add_argument("runs", nargs="*", help="stored evaluation run names")
-    c.add_argument("--models", default=None, help="comma-separated persuader specs to evaluate on the same episodes")
+    c.add_argument("--models", nargs="+", action="extend", default=[], metavar="SPEC",
+                   help="persuader specs to evaluate on the same episodes, each its own value (--models planner "
+                        "planner?asks=1&per=2 greedy); name stored runs before --models")
     c.add_argument("--name", default=None, help="prefix of the runs --models creates (re-run to resume)")
     c.add_argument("--out", default="leaderboard", help="folder for leaderboard.md, .json and .png")
+    c.add_argument("--published", default=None, metavar="NAME",
+                   help="set published figures beside the runs: mindgames (its success rates, for runs on "
+                        "scenarios/mindgames.jsonl with --rules mindgames)")
+    add_json_flag(c)
     _episode_flags(c)
     c.set_defaults(func=run_compare)
 
 
 def _config(args: argparse.Namespace, model: str) -> EvalConfig:
+    """The run's settings, specs in canonical form (the old `planner:noise=0.3` is stored as `planner?noise=0.3`)."""
+    num_eval = args.num_eval or min(DEFAULT_NUM_EVAL, len(load_scenarios(args.scenarios)))
     return EvalConfig(
-        model=model, human_agent=args.human_agent, scenarios=args.scenarios, num_eval=args.num_eval,
+        model=str(canonical(model)), human_agent=str(canonical(args.human_agent, "human agent")), scenarios=args.scenarios, num_eval=num_eval,
         personality=args.personality, condition=args.condition, seeds=args.seeds, max_turns=args.max_turns,
+        seed=args.seed, rules=args.rules,
     )
 
 
@@ -101,12 +119,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     res = _play(store, _config(args, args.model), args.name, args.concurrency)
     for line in _summary_lines(res):
         console.print(line, highlight=False)
+    _check_scored(res)
     return 0
+
+
+def _check_scored(res: RunResult) -> None:
+    """A run with no scored episode is a failure to report, not `success 0/0`."""
+    if res.run["status"] == "errored":
+        raise LabError(
+            f"every episode of run {res.run['name']} errored (first: {res.results['first_error']}); the run is marked "
+            f"errored. Fix the cause and re-run with --name {res.run['name']} to replay them"
+        )
 
 
 def _run_name(prefix: str | None, model: str, config: EvalConfig) -> str:
     """Deterministic, so `compare --models` re-run with the same flags resumes its runs."""
     base = prefix or f"cmp-n{config.num_eval}-{config.condition}-{config.personality}-s{config.seeds}"
+    if config.seed and not prefix:  # a replication is a run of its own, not a resume of seed 0's
+        base += f"-seed{config.seed}"
+    if config.rules != "lab" and not prefix:
+        base += f"-{config.rules}"
     return f"{base}-{_slug(model)}"
 
 
@@ -117,24 +149,22 @@ def _slug(text: str) -> str:
 def run_compare(args: argparse.Namespace) -> int:
     store = open_store(args)
     names = list(args.runs)
-    if args.models:
-        for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-            config = _config(args, model)
-            name = _run_name(args.name, model, config)
-            _play(store, config, name, args.concurrency)
-            names.append(name)
+    published = load_published(args.published) if args.published else None  # a bad name fails before any game
+    for spec in spec_list(args.models):  # the old comma-separated form still reads when unambiguous
+        config = _config(args, str(spec))
+        name = _run_name(args.name, config.model, config)
+        _play(store, config, name, args.concurrency)
+        names.append(name)
     if not names:
-        raise LabError("compare: name stored runs (ptom-lab compare RUN_A RUN_B) or pass --models a,b,...")
-    board = build(entries_for_runs(store, names))
-    console.print(table(board))
+        raise LabError("compare: name stored runs (ptom-lab compare RUN_A RUN_B) or pass --models A B ...")
+    board = build(entries_for_runs(store, names), published)
     ranked = [e["label"] for e in board["entries"]]
-    for p in board["pairwise"]:  # the terminal shows neighbours in the ranking; the files have every pair
-        if ranked.index(p["b"]) != ranked.index(p["a"]) + 1:
-            continue
-        console.print(
-            f"{p['a']} vs {p['b']}: {p['pairs']} paired episodes, only A won {p['only_a']}, "
-            f"only B won {p['only_b']}, McNemar exact p = {p['p_value']:.3g}", highlight=False,
-        )
+    notes = [  # the terminal shows neighbours in the ranking; the files have every pair
+        f"{p['a']} vs {p['b']}: {p['pairs']} paired episodes, only A won {p['only_a']}, "
+        f"only B won {p['only_b']}, McNemar exact p = {p['p_value']:.3g}"
+        for p in board["pairwise"] if ranked.index(p["b"]) == ranked.index(p["a"]) + 1
+    ]
     paths = write(board, args.out)
-    console.print(f"[dim]wrote {', '.join(str(p) for p in paths.values())}[/dim]")
+    notes.append(f"[dim]wrote {', '.join(str(p) for p in paths.values())}[/dim]")
+    print_rows(args, ROW_COLUMNS, rows(board), lambda _rows: table(board), notes)
     return 0

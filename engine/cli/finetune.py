@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from engine.cli.common import console, open_store
+from engine.cli.common import add_json_flag, console, open_store, print_rows
 
 # flag -> (type, help); each becomes a TrainConfig override when given
 OPTIONS: dict[str, tuple[Any, str]] = {
@@ -68,6 +68,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     s = r.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = s.add_parser("list", parents=[common], help="newest runs first")
     ls.add_argument("--limit", type=int, default=20)
+    add_json_flag(ls)
     ls.set_defaults(func=list_runs)
     sh = s.add_parser("show", parents=[common], help="a run's config, metrics and logged steps")
     sh.add_argument("run", help="run id (a unique prefix will do) or output folder")
@@ -130,11 +131,25 @@ def _short(text: str | None, width: int = 28) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
+RUN_COLUMNS = ("id", "status", "backend", "method", "step", "total_steps", "loss", "base_model", "data", "output",
+               "created_at")
+
+
 def list_runs(args: argparse.Namespace) -> int:
     from engine.training import runs
 
     store = open_store(args)
-    rows = runs.list_runs(store, args.limit)
+    rows = []
+    for r in runs.list_runs(store, args.limit):
+        step, last_loss = store.latest_training_step(r["id"])
+        rows.append({"id": r["id"], "status": r["status"], "backend": r["backend"], "method": r["method"], "step": step,
+                     "total_steps": r["total_steps"], "loss": last_loss, "base_model": r["base_model"],
+                     "data": r["data_path"], "output": r["output_dir"], "created_at": r["created_at"]})
+    print_rows(args, RUN_COLUMNS, rows, _runs_table, [f"{len(rows)} run(s) in {store.path}"])
+    return 0
+
+
+def _runs_table(rows: list[dict[str, Any]]) -> Table:
     # The columns people copy or scan (id, status, steps, loss) are never cut on a narrow terminal.
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("id", no_wrap=True, min_width=max((len(r["id"]) for r in rows), default=2))
@@ -145,14 +160,10 @@ def list_runs(args: argparse.Namespace) -> int:
     for name in ("base model", "data", "when (UTC)"):
         table.add_column(name, no_wrap=True, overflow="ellipsis")
     for r in rows:
-        step, last_loss = runs.latest_step(store, r["id"])
-        steps = f"{step}/{r['total_steps'] or '?'}"
-        loss = f"{last_loss:.4f}" if last_loss is not None else "-"
-        table.add_row(r["id"], r["status"], f"{r['backend']}/{r['method']}", steps, loss, _short(r["base_model"], 20),
-                      _short(r["data_path"], 20), r["created_at"][5:16].replace("T", " "))
-    console.print(table)
-    console.print(f"{len(rows)} run(s) in {store.path}")
-    return 0
+        loss = f"{r['loss']:.4f}" if r["loss"] is not None else "-"
+        table.add_row(r["id"], r["status"], f"{r['backend']}/{r['method']}", f"{r['step']}/{r['total_steps'] or '?'}",
+                      loss, _short(r["base_model"], 20), _short(r["data"], 20), r["created_at"][5:16].replace("T", " "))
+    return table
 
 
 def _print_header(row: dict[str, Any]) -> None:
@@ -180,7 +191,7 @@ def show_run(args: argparse.Namespace) -> int:
     row = runs.get_run(store, args.run)
     _print_header(row)
     console.print("config " + json.dumps(runs.run_config(row)), markup=False, highlight=False, soft_wrap=True)
-    steps = runs.steps(store, row["id"])
+    steps = store.training_steps(row["id"])
     if args.steps and len(steps) > args.steps:
         console.print(f"... {len(steps) - args.steps} earlier step(s)")
         steps = steps[-args.steps:]
@@ -200,7 +211,7 @@ def follow_run(args: argparse.Namespace) -> int:
     last_id = 0
     try:
         while True:
-            for s in runs.steps(store, row["id"], last_id):
+            for s in store.training_steps(row["id"], last_id):
                 console.print(runs.format_step(s, row["total_steps"]), markup=False, soft_wrap=True)
                 last_id = s["id"]
             if row["status"] != "running":

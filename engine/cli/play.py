@@ -6,11 +6,13 @@ import argparse
 import random
 
 from rich.markdown import Markdown
+from rich.table import Table
 
-from engine.cli.common import console, open_store
+from engine.cli.common import add_json_flag, console, err_console, open_store, positive_int, print_rows
 from engine.episode import play
-from engine.game import CONDITIONS, Episode, Turn
+from engine.game import CONDITIONS, RULE_SETS
 from engine.players import make_persuader, make_target
+from engine.record import Episode, Turn
 from engine.scenario import ScenarioLibrary
 from engine.store import StoreListener
 from engine.targets.rational import resolve_personality
@@ -28,7 +30,7 @@ class TranscriptPrinter:
         console.print(Markdown("\n".join(header(traj))))
 
     def on_turn(self, episode: Episode, turn: Turn) -> None:
-        console.print(Markdown("\n".join(turn_lines(turn.to_dict(), self.details))))
+        console.print(Markdown("\n".join(turn_lines(turn.model_dump(mode="json"), self.details))))
 
     def on_end(self, episode: Episode) -> None:
         if episode.status != "finished":
@@ -46,25 +48,41 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--personality", default="cooperative", help="target personality, or 'mix'")
     p.add_argument("--condition", choices=CONDITIONS, default="hidden")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-turns", type=int, default=None, help="override the scenario's turn limit")
+    p.add_argument("--max-turns", type=positive_int, default=None, help="override the scenario's turn limit")
+    p.add_argument("--rules", choices=RULE_SETS, default="lab",
+                   help="lab, or mindgames: MindGames' protocol (every message played, a lie rejects its message)")
     p.add_argument("--quiet", action="store_true", help="print only the outcome line")
     p.add_argument("--list", action="store_true", help="list the persuaders and simulated humans, then exit")
+    add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def list_players(args: argparse.Namespace) -> int:
+    """Every kind each role accepts, with the arguments and options its spec may hold (`engine.spec`)."""
+    from engine.players import kinds
+
+    rows = [
+        {"role": role, "name": name, "argument": "any" if kind.arguments is None else " | ".join(kind.arguments),
+         "options": list(kind.options), "help": kind.help}
+        for role in ("persuader", "human agent") for name, kind in kinds(role).items()
+    ]
+
+    def table(rows: list[dict]) -> Table:
+        table = Table("role", "name", "argument", "options", "what", box=None, header_style="bold", pad_edge=False)
+        for r in rows:
+            table.add_row(r["role"], r["name"], r["argument"], " ".join(r["options"]), r["help"])
+        return table
+
+    print_rows(args, ["role", "name", "argument", "options", "help"], rows, table,
+               ["spec grammar: KIND[:ARGUMENT][?KEY=VALUE&...], e.g. planner?noise=0.3 or local:models/x?temperature=0"])
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from engine.players import persuader_names, target_names
-
     if args.list:
-        console.print("[bold]Persuaders[/bold]")
-        for name, text in persuader_names().items():
-            console.print(f"  {name:<22} {text}")
-        console.print("[bold]Simulated humans[/bold]")
-        for name, text in target_names().items():
-            console.print(f"  {name:<22} {text}")
-        return 0
+        return list_players(args)
     scenario = ScenarioLibrary().get(args.scenario)
     if args.max_turns:
         scenario = replace(scenario, max_turns=args.max_turns)
@@ -77,9 +95,13 @@ def run(args: argparse.Namespace) -> int:
         listeners.append(TranscriptPrinter())
     episode = play(
         scenario, persuader, target, personality=personality, condition=args.condition, seed=args.seed,
-        kind="play", listeners=listeners,
+        kind="play", listeners=listeners, rules=args.rules,
     )
+    if episode.status != "finished":
+        if args.quiet:  # without --quiet the transcript printer has said it
+            err_console.print(f"game {episode.status}: {episode.error}", markup=False, highlight=False)
+        return 1
     if args.quiet and episode.outcome:
         o = episode.outcome
         console.print(f"{episode.id} {'success' if o.success else 'failure'} choice={o.choice} turns={o.turns}")
-    return 0 if episode.status == "finished" else 1
+    return 0

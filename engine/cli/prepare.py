@@ -12,9 +12,10 @@ from typing import Any
 from rich.table import Table
 
 from engine import pricing
-from engine.cli.common import console, open_store
+from engine.cli.common import console, open_store, positive_int
 from engine.dataprep import FORMATS
 from engine.errors import LabError
+from engine.files import check_writable_folder
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -32,12 +33,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--seed", type=int, default=0, help="seed of the validation draw")
     p.add_argument("--test-scenarios", metavar="FILE",
                    help="held-out scenarios (YAML/JSON/JSONL, or .txt ids): their conversations go to the test file only")
-    p.add_argument("--max-tokens", type=int, help="report examples longer than this (they are kept, not cut)")
+    p.add_argument("--max-tokens", type=positive_int, help="report examples longer than this (they are kept, not cut)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed lines instead of stopping")
     p.add_argument("--model", default="", help="model to be trained, for its tokenizer (default: the embedded SmolLM2)")
     p.add_argument("--self-belief", action="store_true", help="the model writes its own BELIEF section (no tracker)")
     p.add_argument("--only-successful", action="store_true", help="keep only turns of successful conversations")
-    p.add_argument("--epochs", type=int, help="epochs for the OpenAI cost estimate (default: what n_epochs auto picks)")
+    p.add_argument("--epochs", type=positive_int, help="epochs for the OpenAI cost estimate (default: what n_epochs auto picks)")
     p.add_argument("--openai-model", choices=list(pricing.PRICES), default=pricing.DEFAULT_MODEL, metavar="MODEL",
                    help=f"OpenAI model priced in the cost estimate: {', '.join(pricing.PRICES)} (default %(default)s)")
     p.set_defaults(func=run)
@@ -55,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.input or not args.output:
         raise LabError("prepare needs --input TRAJECTORIES.jsonl and --output TRAINING.jsonl (or: prepare check-openai FILE)")
+    check_writable_folder(args.output, "--output")  # a mistyped folder fails now, not after the whole read
+    store = open_store(args)
+    store.check_writable()  # so does a read-only store, which the files are recorded in at the end
     opts = PrepareOptions(
         input=args.input, output=args.output, format=args.format, val=args.val, seed=args.seed,
         test_scenarios=args.test_scenarios, max_tokens=args.max_tokens, skip_bad=args.skip_bad,
@@ -63,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
     )
     with console.status("reading, formatting and counting tokens"):
         prepared = prepare(opts)
-    store = open_store(args)
     ids = record_dataset(store, prepared, args.format)
     print_summary(prepared.summary)
     console.print(f"[dim]recorded in the store ({store.path}) as dataset {', '.join(ids)}[/dim]", soft_wrap=True)

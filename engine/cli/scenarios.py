@@ -1,14 +1,17 @@
-"""`ptom-lab scenarios list | show | validate | generate`."""
+"""`ptom-lab scenarios list | show | validate | generate | import-mindgames`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from rich.table import Table
 
-from engine.cli.common import console
+from engine.cli.common import add_json_flag, console, print_rows
 from engine.errors import LabError
+from engine.files import check_writable_folder, write_text
+from engine.mindgames import SHARED_DIR, import_scenarios, published_file, read_games
 from engine.rules import initial_choice, winning_disclosures
 from engine.scenario import ScenarioLibrary, fact_key, load_path, write_jsonl
 
@@ -18,6 +21,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = s.add_parser("list", help="the scenarios in scenarios/ (and the held-out set with --all)")
     ls.add_argument("--all", action="store_true", help="include the 100 held-out scenarios")
+    add_json_flag(ls)
     ls.set_defaults(func=list_scenarios)
     sh = s.add_parser("show", help="one scenario in full, the hidden state included")
     sh.add_argument("id")
@@ -32,15 +36,31 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ge.add_argument("--proposals", type=int, default=3)
     ge.add_argument("--attributes", type=int, default=3)
     ge.set_defaults(func=generate)
+    mg = s.add_parser("import-mindgames", help="convert MindGames' recorded games into a scenario JSONL")
+    mg.add_argument("csv", nargs="?", default=str(SHARED_DIR / "games.csv"),
+                    help="MindGames' games.csv, stories.json beside it (default: ../shared/mindgames/games.csv)")
+    mg.add_argument("--out", required=True, help="JSONL file to write")
+    mg.add_argument("--all", action="store_true",
+                    help="every distinct recorded game, not only the slots every LLM persuader played")
+    mg.add_argument("--published", default=None, metavar="FILE",
+                    help="also write the published success rates, recomputed from the records, as JSON")
+    mg.set_defaults(func=import_mindgames)
 
 
 def list_scenarios(args: argparse.Namespace) -> int:
-    table = Table("id", "title", "domain", "proposals", "goal", "starts on")
-    for sid, s in ScenarioLibrary().all().items():
-        if sid.startswith("heldout-") and not args.all:
-            continue
-        table.add_row(sid, s.title, s.domain, " ".join(s.proposal_ids), s.goal, initial_choice(s))
-    console.print(table)
+    rows = [
+        {"id": sid, "title": s.title, "domain": s.domain, "proposals": list(s.proposal_ids), "goal": s.goal,
+         "starts_on": initial_choice(s)}
+        for sid, s in ScenarioLibrary().all().items() if args.all or not sid.startswith("heldout-")
+    ]
+
+    def table(rows: list[dict]) -> Table:
+        table = Table("id", "title", "domain", "proposals", "goal", "starts on")
+        for r in rows:
+            table.add_row(r["id"], r["title"], r["domain"], " ".join(r["proposals"]), r["goal"], r["starts_on"])
+        return table
+
+    print_rows(args, ["id", "title", "domain", "proposals", "goal", "starts_on"], rows, table)
     return 0
 
 
@@ -82,4 +102,17 @@ def generate(args: argparse.Namespace) -> int:
     n = write_jsonl(make(args.n, args.seed, n_proposals=args.proposals, n_attributes=args.attributes), args.out)
     console.print(f"wrote {n} interesting scenarios to {args.out} in {time.perf_counter() - started:.2f}s "
                   "(none repeats the held-out set)")
+    return 0
+
+
+def import_mindgames(args: argparse.Namespace) -> int:
+    """Both files are checked writable first and each is written whole (a temporary file moved into place)."""
+    out = check_writable_folder(args.out, "--out")
+    published = check_writable_folder(args.published, "--published") if args.published else None
+    n = write_jsonl(import_scenarios(args.csv, every_game=args.all), out)
+    what = "distinct games" if args.all else "game slots every MindGames LLM persuader played"
+    console.print(f"wrote {n} scenarios ({what}) to {out}", highlight=False)
+    if published:
+        write_text(published, json.dumps(published_file(read_games(args.csv)), indent=2) + "\n")
+        console.print(f"wrote the published success rates to {published}", highlight=False)
     return 0

@@ -9,7 +9,8 @@ import sys
 from rich.markdown import Markdown
 from rich.table import Table
 
-from engine.cli.common import console, open_store
+from engine.cli.common import add_json_flag, console, open_store, print_rows
+from engine.files import write_text
 from engine.store import session_outcome, session_trajectory
 from engine.transcript import markdown
 
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ls.add_argument("--search", help="full-text search over messages and replies")
     ls.add_argument("--archived", action="store_true")
     ls.add_argument("--limit", type=int, default=20)
+    add_json_flag(ls)
     ls.set_defaults(func=list_sessions)
     sh = s.add_parser("show", parents=[common], help="a session's transcript")
     sh.add_argument("id", help="session id (a unique prefix will do)")
@@ -40,12 +42,27 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ar.set_defaults(func=archive)
 
 
+COLUMNS = ("id", "outcome", "turns", "scenario", "persuader", "target", "personality", "kind", "created_at")
+
+
 def list_sessions(args: argparse.Namespace) -> int:
     store = open_store(args)
     success = None if args.outcome is None else args.outcome == "success"
     filters = dict(kind=args.kind, scenario=args.scenario, agent=args.agent, success=success,
                    search=args.search, archived=args.archived)
-    rows = store.list_sessions(**filters, limit=args.limit)
+    found = store.list_sessions(**filters, limit=args.limit)
+    rows = [
+        {"id": r["id"], "outcome": session_outcome(r), "turns": r["n_turns"], "scenario": r["scenario_id"],
+         "persuader": r["persuader"], "target": r["target"], "personality": r["personality"], "kind": r["kind"],
+         "created_at": r["created_at"]}
+        for r in found
+    ]
+    print_rows(args, list(COLUMNS), rows, _table,
+               [f"{len(rows)} of {store.count_sessions(**filters)} session(s) in {store.path}"])
+    return 0
+
+
+def _table(rows: list[dict]) -> Table:
     # Most useful first: on a narrow terminal the columns at the end are the ones that get cut.
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("id", no_wrap=True, min_width=12)  # never cut: people copy it into `sessions show`
@@ -56,11 +73,9 @@ def list_sessions(args: argparse.Namespace) -> int:
     table.add_column("kind", no_wrap=True, overflow="ellipsis")
     table.add_column("when (UTC)", no_wrap=True, overflow="ellipsis")
     for r in rows:
-        table.add_row(r["id"], session_outcome(r), str(r["n_turns"]), r["scenario_id"], r["persuader"],
+        table.add_row(r["id"], r["outcome"], str(r["turns"]), r["scenario"], r["persuader"],
                       f"{r['target']}/{r['personality']}", r["kind"], r["created_at"][5:16].replace("T", " "))
-    console.print(table)
-    console.print(f"{len(rows)} of {store.count_sessions(**filters)} session(s) in {store.path}")
-    return 0
+    return table
 
 
 def show(args: argparse.Namespace) -> int:
@@ -72,11 +87,9 @@ def show(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     traj = session_trajectory(open_store(args), args.id)
-    traj.pop("status", None)
     text = markdown(traj) if args.format == "md" else json.dumps(traj, ensure_ascii=False) + "\n"
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        write_text(args.out, text)
         console.print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)

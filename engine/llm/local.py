@@ -119,13 +119,40 @@ def _resolve(path: str, adapter: str | None) -> tuple[str, str | None]:
     if not folder.is_dir():
         raise LabError(f"no model folder at '{model_dir}' (give a local Hugging Face folder, or leave it empty for the embedded model)")
     if adapter is None and (folder / "adapter_config.json").exists() and not (folder / "config.json").exists():
-        base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+        base = _json_config(folder / "adapter_config.json").get("base_model_name_or_path") or ""
         adapter, model_dir = str(folder), resolve_model_path(base or None)
         if not Path(model_dir).is_dir():
             raise LabError(f"{folder}/adapter_config.json: base model '{base}' is not a local folder")
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
         raise LabError(f"no LoRA adapter at '{adapter}' (expected {adapter}/adapter_config.json)")
+    _check_files(Path(model_dir), "config.json", MODEL_WEIGHTS, "a Hugging Face model folder")
+    if adapter is not None:
+        _check_files(Path(adapter), "adapter_config.json", ADAPTER_WEIGHTS, "a LoRA adapter folder")
     return model_dir, adapter
+
+
+MODEL_WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def _check_files(folder: Path, config: str, weights: tuple[str, ...], what: str) -> None:
+    """Refuse a folder that is not `what` before torch and transformers load (seconds, then an opaque error)."""
+    if not (folder / config).is_file():
+        raise LabError(f"'{folder}' is not {what}: it has no {config}")
+    _json_config(folder / config)
+    if not any(next(folder.glob(pattern), None) for pattern in weights):
+        raise LabError(f"'{folder}' is not {what}: it has {config} but no weights ({', '.join(weights)})")
+
+
+def _json_config(path: Path) -> dict:
+    """A model's JSON config file as a mapping, or a LabError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LabError(f"{path}: not a readable JSON config ({exc})") from None
+    if not isinstance(data, dict):
+        raise LabError(f"{path}: not a JSON config (a mapping of settings)")
+    return data
 
 
 class LocalBackend(Backend):

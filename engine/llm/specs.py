@@ -6,8 +6,9 @@
     local[:PATH[+ADAPTER]]            transformers; '' or 'embedded' is the embedded SmolLM2-135M-Instruct
     claude-sonnet-4, gpt-4o, ...      aliases from engine.llm.catalog
 
-Any spec may end with options after '?', joined by '&': `belief=tracker|self` (persuaders), `max_tokens=N`,
-`temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16` (local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
+Any spec may end with options after '?', joined by '&' (the grammar is `engine.spec`): `belief=tracker|self`
+(persuaders), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16`
+(local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,17 @@ from dataclasses import dataclass, field
 
 from engine.errors import LabError
 from engine.llm.base import Backend, GenerationOptions
+from engine.llm.catalog import resolve
+from engine.spec import PlayerSpec, parse
 
-OPTION_NAMES = ("belief", "max_tokens", "temperature", "4bit", "dtype")
+SETTINGS = ("max_tokens", "temperature", "4bit", "dtype")  # how the model runs, not which player it is
+OPTION_NAMES = ("belief", *SETTINGS)
+PROVIDERS = {  # the player kinds a model backs, in either role, with their `play --list` help
+    "local": "local model: local (the embedded SmolLM2) or local:PATH[+ADAPTER]",
+    "openai": "OpenAI model, e.g. openai:gpt-4o (OPENAI_API_KEY)",
+    "anthropic": "Claude, e.g. anthropic:claude-sonnet-4-6 (ANTHROPIC_API_KEY)",
+    "openai-compatible": "vLLM/llama.cpp/Ollama: openai-compatible:URL:MODEL",
+}
 _COMPATIBLE = re.compile(r"^(https?://[^/:\s]+(?::\d+)?(?:/[^:\s]*)?):(.+)$")
 
 
@@ -40,23 +50,22 @@ class ModelSpec:
         return GenerationOptions(max_tokens, temperature, default.stop)
 
 
-def split_options(arg: str) -> tuple[str, dict[str, str]]:
-    body, sep, query = arg.partition("?")
-    options: dict[str, str] = {}
-    if sep:
-        for part in filter(None, query.split("&")):
-            key, _, value = part.partition("=")
-            if key not in OPTION_NAMES:
-                raise LabError(f"unknown option '{key}' in '{arg}' (options: {', '.join(OPTION_NAMES)})")
-            options[key] = value
-    return body, options
-
-
 def parse_spec(provider: str, arg: str) -> ModelSpec:
-    """The text after `provider:` (what a player factory receives) as a ModelSpec."""
+    """`provider:arg` as a ModelSpec, options checked: for scripts and tests that hold a model spec's text."""
+    spec = parse(f"{provider}:{arg}")
+    for key in spec.options:
+        if key not in OPTION_NAMES:
+            raise LabError(f"unknown option '{key}' in '{spec}' (options: {', '.join(OPTION_NAMES)})")
+    return model_spec(spec)
+
+
+def model_spec(spec: PlayerSpec) -> ModelSpec:
+    """The model a player spec names (`openai:gpt-4o`, `local:PATH+ADAPTER`, an alias such as `gpt-4o-mini`)."""
     from engine.llm.local import split_local_spec
 
-    body, options = split_options(arg)
+    alias = resolve(spec.kind)
+    provider, body = (alias.provider, alias.model) if alias else (spec.kind, spec.argument)
+    options = dict(spec.options)
     if provider == "local":
         path, adapter = split_local_spec(body)
         return ModelSpec("local", path, adapter=adapter, options=options)

@@ -63,7 +63,7 @@ class HumanPersuader(Persuader):
         elif view.history:
             last = view.history[-1]
             if last.refused:
-                lines.append("Refused (false): " + "; ".join(last.refused))
+                lines.append("Refused (false): " + "; ".join(r.text() for r in last.refused))
             lines.append(f"{view.scenario.target_role}: {last.reply}")
         lines.append(f"[turn {view.turn} of {view.scenario.max_turns}] Your message: ")
         prompt = "\n".join(lines)

@@ -24,6 +24,7 @@ from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usag
 from engine.moves import parse_reply
 from engine.prompts import MOVE_HELP, messages_for_view
 from engine.scenario import Scenario
+from engine.spec import PlayerSpec
 
 BELIEF_MODES = ("tracker", "self")
 DEFAULT_OPTIONS = GenerationOptions(max_tokens=300, temperature=0.7)
@@ -172,25 +173,21 @@ def read_counterfactual(text: str, scenario: Scenario) -> dict[str, Any] | None:
 
 
 # ----- specs ------------------------------------------------------------------------------------------------
-def persuader_from_spec(provider: str, arg: str) -> LLMPersuader:
-    """`openai:gpt-4o?belief=self` and friends; the backend is made (and its key checked) here."""
-    from engine.llm.specs import make_backend, parse_spec
+def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
+    """`openai:gpt-4o?belief=self`, `gpt-4o-mini` and friends; the backend is made (and its key checked) here."""
+    from engine.llm.catalog import resolve
+    from engine.llm.specs import SETTINGS, make_backend, model_spec
 
-    spec = parse_spec(provider, arg)
-    backend = make_backend(spec)
-    defaults = LOCAL_OPTIONS if spec.provider == "local" else DEFAULT_OPTIONS
-    return LLMPersuader(backend, spec.options.get("belief", "tracker"), spec.generation(defaults))
+    model = model_spec(spec)
+    backend = make_backend(model)
+    defaults = LOCAL_OPTIONS if model.provider == "local" else DEFAULT_OPTIONS
+    name = str(spec.without(*SETTINGS)) if resolve(spec.kind) else None  # an alias plays under its own name
+    return LLMPersuader(backend, model.options.get("belief", "tracker"), model.generation(defaults), name)
 
 
 def register() -> None:
+    from engine.llm.specs import OPTION_NAMES, PROVIDERS
     from engine.players import register_persuader
 
-    def factory(provider: str):
-        return lambda arg: persuader_from_spec(provider, arg)
-
-    register_persuader("local", factory("local"), "local model: local (embedded SmolLM2) or local:PATH[+ADAPTER][?belief=self]")
-    register_persuader("openai", factory("openai"), "OpenAI model, e.g. openai:gpt-4o (OPENAI_API_KEY)")
-    register_persuader("anthropic", factory("anthropic"), "Claude, e.g. anthropic:claude-sonnet-4-6 (ANTHROPIC_API_KEY)")
-    register_persuader(
-        "openai-compatible", factory("openai-compatible"), "vLLM/llama.cpp/Ollama: openai-compatible:URL:MODEL"
-    )
+    for provider, help in PROVIDERS.items():
+        register_persuader(provider, persuader_from_spec, help, options=OPTION_NAMES, arguments=None)

@@ -4,13 +4,16 @@ Each turn it (1) folds the target's last reply into its `BeliefTracker`, (2) val
 predicted chance that the game ends on the goal, simulating the target under the belief, and (3) sends the best.
 Candidates: disclosure plans (the facts that help the goal or hurt its rivals under some likely preference
 vector, sent a few a message), questions (valued by a one-step look-ahead: the expected best plan after each
-possible answer, so a question is asked only when its answer could change the plan), and `conclude`.
-The chosen move, its prediction and the best alternatives are logged in the shared counterfactual schema, and
-a reasoning paragraph is written from those numbers.
+possible answer, so a question is asked only when its answer could change the plan), and `conclude`. Preference
+questions and disclosures that do not conclude also ask for the target's current choice: the answer costs no turn
+and tells what the target already knows. The chosen move, its prediction (the choice right after it, a doubter's
+doubts included) and the best alternatives are logged in the shared counterfactual schema, and a reasoning
+paragraph is written from those numbers.
 
-Spec (`--persuader`): `planner` or `planner:OPTION,...` with options `noise=P` (chance per turn of sending a
-random non-best candidate instead: failures for training data), `asks=N` (most questions a message, 0 never
-asks), `per=N` (most disclosures a message), `weak` (= noise=0.35,asks=0), `salt=N` (varies the noise draws).
+Spec (`--persuader`, grammar in `engine.spec`): `planner`, the preset `planner:weak` (= noise 0.35, never asks),
+and options `planner?noise=P&asks=N&per=N&salt=N`: `noise` is the chance per turn of sending a random non-best
+candidate instead (failures for training data), `asks` the most questions a message (0 never asks), `per` the most
+disclosures a message, `salt` varies the noise draws. The older `planner:noise=0.3,asks=1` still reads the same.
 """
 
 from __future__ import annotations
@@ -27,9 +30,13 @@ from engine.errors import LabError
 from engine.game import Persuader, PersuaderTurn, PersuaderView
 from engine.moves import Move, disclose, format_moves
 from engine.scenario import Fact
+from engine.spec import PlayerSpec
 
 FOCUS = 1e-3  # planning ignores states under this share of the likeliest one (at most a few % of the mass)
-SPEC_HELP = "Bayesian planner with counterfactuals; planner:noise=0.3 | planner:weak | planner:asks=1,per=2"
+MIN_INFO_VALUE = 0.002  # questions are considered only when perfect information could add more P(goal) than this
+SPEC_HELP = "Bayesian planner with counterfactuals; planner?noise=0.3 | planner:weak | planner?asks=1&per=2"
+OPTIONS = ("noise", "asks", "per", "salt")
+PRESETS = {"weak": {"noise": "0.35", "asks": "0"}}
 
 
 @dataclass(frozen=True)
@@ -41,31 +48,30 @@ class PlannerConfig:
     salt: int = 0
 
 
-def parse_spec(spec: str) -> PlannerConfig:
-    """`noise=0.3,asks=1` (also `:`-separated) or a preset (`weak`) into a config; errors name the option."""
+def config(spec: PlayerSpec) -> PlannerConfig:
+    """A checked spec's preset and options (`planner:weak?salt=2`) as a config; a bad value names its option."""
     cfg = PlannerConfig()
-    for item in [x for x in spec.replace(":", ",").split(",") if x.strip()]:
-        key, sep, value = item.strip().partition("=")
-        if key == "weak" and not sep:
-            cfg = replace(cfg, noise=0.35, asks=0)
-            continue
+    for key, value in {**PRESETS.get(spec.argument, {}), **spec.options}.items():
         try:
             if key == "noise":
                 cfg = replace(cfg, noise=float(value))
                 if not 0.0 <= cfg.noise <= 1.0:
                     raise ValueError
-            elif key in ("asks", "per", "salt"):
+            else:
                 number = int(value)
                 if number < (1 if key == "per" else 0):
                     raise ValueError
                 cfg = replace(cfg, **{{"asks": "asks", "per": "per_message", "salt": "salt"}[key]: number})
-            else:
-                raise KeyError(key)
-        except KeyError:
-            raise LabError(f"planner: unknown option '{item}' ({SPEC_HELP})") from None
         except ValueError:
-            raise LabError(f"planner: bad value in '{item}' (noise 0..1, asks/salt >= 0, per >= 1)") from None
+            raise LabError(f"planner: bad value in '{key}={value}' (noise 0..1, asks/salt >= 0, per >= 1)") from None
     return cfg
+
+
+def parse_spec(settings: str) -> PlannerConfig:
+    """The config of `planner:SETTINGS` (`noise=0.3,asks=1`, `weak`, `asks=0`): what scripts and tests hold."""
+    from engine.players import canonical
+
+    return config(canonical(f"planner:{settings}"))
 
 
 @dataclass
@@ -127,7 +133,7 @@ class Planner(Persuader):
         extra = np.zeros(len(tr.facts), dtype=bool)
         for f in chosen.facts:
             extra[tr.fact_index[f]] = True
-        after = tr.choice_probs(extra)
+        after = tr.choice_probs(extra, doubt=True)
         alternatives = []
         seen = {chosen.text}
         for o in ranked:
@@ -225,7 +231,7 @@ class Planner(Persuader):
             members = np.eye(cls.max() + 1)[cls.ravel()]  # (S, preference classes)
             per_class = (gmass[:, None, :] * g) @ members  # (groups, D, classes)
             perfect = float(np.where(later[None, :, None], per_class, 0.0).max(axis=1).sum())
-            if perfect - max(o.value for o in options) > float(__import__("os").environ.get("EVPI", "0.002")):
+            if perfect - max(o.value for o in options) > MIN_INFO_VALUE:
                 options.extend(self._questions(sets, sizes, g, turns_left - 1))
         return options
 
@@ -272,13 +278,16 @@ class Planner(Persuader):
                 best = np.maximum(best, (joint.sum(axis=1) @ members) @ class_best)
             return float(best.sum())
 
+        # the choice is asked along with preference questions (as with disclosures): its answer costs no turn and
+        # tells what the target already knows, which decides which disclosures are needed; valued without it
         out: list[Option] = []
         for attr in unsure[:4]:
-            out.append(Option([Move("ask_preference", attribute=attr)], value(answers_pref(attr), True), "ask", 2, note=attr))
+            moves = [Move("ask_preference", attribute=attr), Move("ask_choice")]
+            out.append(Option(moves, value(answers_pref(attr), True), "ask", 2, note=attr))
         if cfg.asks >= 2 and len(unsure) >= 2:
             a1, a2 = unsure[0], unsure[1]
             pairs = [x * y for x in answers_pref(a1) for y in answers_pref(a2)]
-            moves = [Move("ask_preference", attribute=a1), Move("ask_preference", attribute=a2)]
+            moves = [Move("ask_preference", attribute=a1), Move("ask_preference", attribute=a2), Move("ask_choice")]
             out.append(Option(moves, value(pairs, True), "ask", 2, note=f"{a1}+{a2}"))
         matrix, answered = tr.choice_matrix(), tr.lik_answered(True)
         choice_out = [tr.lik_answered(False)] + [answered * tr.lik_choice(p, matrix) for p in tr.props]
@@ -316,7 +325,7 @@ class Planner(Persuader):
             parts.append(f"I can't tell yet how they feel about {phrasing._join(unsure)}.")
         pred = s.proposal(belief["predicted_choice"]).name
         parts.append(f"If they decided now they would most likely pick {pred}; P({goal}) is {belief['p_goal']:.2f}.")
-        v = chosen.value
+        v = round(chosen.value, 3)  # the figure the counterfactual records, so the two read alike
         if chosen.kind == "conclude":
             parts.append(f"{goal} looks as secure as it will get ({v:.2f}), so I ask for the decision.")
         elif chosen.kind in ("disclose", "detour"):
@@ -340,17 +349,17 @@ class Planner(Persuader):
         return " ".join(parts)
 
 
-def make(spec: str) -> Planner:
-    planner = Planner(parse_spec(spec))
-    if spec:
-        planner.name = f"planner:{spec}"  # the settings travel with every session and trajectory
+def make(spec: PlayerSpec) -> Planner:
+    planner = Planner(config(spec))
+    if spec.argument or spec.options:
+        planner.name = str(spec)  # the settings travel with every session and trajectory
     return planner
 
 
 def register() -> None:
     from engine.players import register_persuader
 
-    register_persuader("planner", make, SPEC_HELP)
+    register_persuader("planner", make, SPEC_HELP, options=OPTIONS, arguments=tuple(PRESETS))
 
 
-__all__ = ["Option", "Planner", "PlannerConfig", "make", "parse_spec"]
+__all__ = ["Option", "Planner", "PlannerConfig", "config", "make", "parse_spec"]

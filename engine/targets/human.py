@@ -16,7 +16,7 @@ from collections.abc import Callable
 from engine.errors import LabError
 from engine.game import HUMAN_BRIEF_HEADER, Statement, Target, TargetReply
 from engine.moves import Move
-from engine.rules import best, values
+from engine.rules import initial_choice
 from engine.scenario import Scenario, fact_key
 from engine.targets.llm import brief_text, parse_target_reply
 
@@ -39,7 +39,7 @@ class HumanTarget(Target):
 
     def start(self, scenario: Scenario, personality: str, seed: int) -> None:
         super().start(scenario, personality, seed)
-        self.favourite = best(values(scenario, scenario.preferences, self.knows), scenario.proposal_ids)
+        self.favourite = initial_choice(scenario)
         self._shown_brief = False
 
     def brief(self) -> str:

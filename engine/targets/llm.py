@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from engine.game import Statement, Target, TargetReply
 from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
 from engine.moves import Move
-from engine.rules import best, values
+from engine.rules import initial_choice
 from engine.scenario import Fact, Scenario, fact_key
+from engine.spec import PlayerSpec
 from engine.targets.rational import personality as personality_traits
 
 DEFAULT_OPTIONS = GenerationOptions(max_tokens=200, temperature=0.7)
@@ -116,7 +117,7 @@ class LLMTarget(Target):
     def start(self, scenario: Scenario, personality: str, seed: int) -> None:
         super().start(scenario, personality, seed)
         self.dialogue: list[dict[str, str]] = []
-        self.favourite = best(values(scenario, scenario.preferences, self.knows), scenario.proposal_ids)
+        self.favourite = initial_choice(scenario)
 
     def system_prompt(self) -> str:
         return brief_text(self.scenario, self.personality, self.knows) + "\n" + _instructions(self.scenario)
@@ -164,34 +165,20 @@ class LLMTarget(Target):
         return self.favourite or self.scenario.proposal_ids[0], parsed.text
 
 
-def target_from_spec(provider: str, arg: str, name: str | None = None) -> LLMTarget:
-    from engine.llm.specs import make_backend, parse_spec
+def target_from_spec(spec: PlayerSpec) -> LLMTarget:
+    """`anthropic:MODEL`, `claude-sonnet-4?temperature=0` and friends; the backend is made (and its key checked) here."""
+    from engine.llm.catalog import resolve
+    from engine.llm.specs import make_backend, model_spec
 
-    spec = parse_spec(provider, arg)
-    if "belief" in spec.options:
-        from engine.errors import LabError
-
-        raise LabError("the belief option is for persuaders, not simulated humans")
-    defaults = LOCAL_OPTIONS if spec.provider == "local" else DEFAULT_OPTIONS
-    return LLMTarget(make_backend(spec), spec.generation(defaults), name)
+    model = model_spec(spec)
+    defaults = LOCAL_OPTIONS if model.provider == "local" else DEFAULT_OPTIONS
+    name = spec.kind if resolve(spec.kind) else None  # an alias plays under its own name
+    return LLMTarget(make_backend(model), model.generation(defaults), name)
 
 
 def register() -> None:
-    from engine.llm.catalog import ALIASES
+    from engine.llm.specs import PROVIDERS, SETTINGS
     from engine.players import register_target
 
-    def factory(provider: str):
-        return lambda arg: target_from_spec(provider, arg)
-
-    for alias, entry in ALIASES.items():
-        register_target(
-            alias,
-            lambda arg, entry=entry, alias=alias: target_from_spec(
-                entry.provider, entry.model + ("?" + arg.lstrip("?") if arg else ""), alias
-            ),
-            f"{entry.provider}:{entry.model}" + (f", {entry.note}" if entry.note else ""),
-        )
-    register_target("anthropic", factory("anthropic"), "Claude as the human: anthropic:MODEL (ANTHROPIC_API_KEY)")
-    register_target("openai", factory("openai"), "OpenAI model as the human: openai:MODEL (OPENAI_API_KEY)")
-    register_target("openai-compatible", factory("openai-compatible"), "vLLM/llama.cpp/Ollama: openai-compatible:URL:MODEL")
-    register_target("local", factory("local"), "local model as the human: local (embedded SmolLM2) or local:PATH[+ADAPTER]")
+    for provider, help in PROVIDERS.items():  # a simulated human has no belief option: that is the persuader's
+        register_target(provider, target_from_spec, help, options=SETTINGS, arguments=None)

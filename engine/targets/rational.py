@@ -10,11 +10,11 @@ import math
 import random
 from dataclasses import dataclass
 
-from engine import phrasing
+from engine import mindgames, phrasing
 from engine.errors import LabError
 from engine.game import Statement, Target, TargetReply
 from engine.moves import Move
-from engine.rules import best, values
+from engine.rules import choose, initial_choice, values
 from engine.scenario import Scenario, fact_key
 
 
@@ -63,7 +63,7 @@ class RationalTarget(Target):
         super().start(scenario, personality_name, seed)
         self.traits = personality(personality_name)
         self.rng = random.Random(f"{seed}:target")
-        self.first_choice = best(self._base_values(), scenario.proposal_ids)
+        self.first_choice = initial_choice(scenario)
         self.favourite = self.first_choice
         self.stated: set[str] = set()
         self.doubted: set[tuple[str, str]] = set()
@@ -80,9 +80,9 @@ class RationalTarget(Target):
         vals = self.current_values()
         if self.traits.temperature > 0:
             top = max(vals.values())
-            weights = [math.exp((vals[p] - top) / self.traits.temperature) for p in self.scenario.proposal_ids]
-            return self.rng.choices(self.scenario.proposal_ids, weights)[0]
-        return best(vals, self.scenario.proposal_ids, self.favourite)
+            ids = sorted(vals)  # by id, not listing order: the same draw picks the same proposal however listed
+            return self.rng.choices(ids, [math.exp((vals[p] - top) / self.traits.temperature) for p in ids])[0]
+        return choose(vals, self.favourite)
 
     def respond(self, message: str, moves: list[Move], turn: int) -> TargetReply:
         s, rng, traits = self.scenario, self.rng, self.traits
@@ -114,6 +114,10 @@ class RationalTarget(Target):
                 parts.append(phrasing.pref_sentence(s, move.attribute, value, rng))
                 said.append(Statement("preference", move.attribute, value))
                 self.stated.add(move.attribute)
+            elif move.kind == "ask_knowledge" and move.fact and self.rules == "mindgames":
+                text, statements = mindgames.knowledge_answer(s, self.knows, move.fact[0])
+                parts.append(text)
+                said.extend(statements)
             elif move.kind == "ask_knowledge" and move.fact:
                 known = move.fact in self.knows
                 parts.append(phrasing.knows_sentence(s, move.fact, known, rng))
@@ -128,8 +132,13 @@ class RationalTarget(Target):
                 self.stated.add(attr)
         self.favourite = self._pick()
         if any(m.kind == "ask_choice" for m in moves) and not any(st.kind == "declined" and st.subject == "ask_choice" for st in said):
-            parts.append(phrasing.choice_sentence(s, self.favourite, rng))
-            said.append(Statement("choice", self.favourite))
+            if self.rules == "mindgames":
+                text, statement = mindgames.ranking_answer(s, self.current_values(), self.favourite)
+                parts.append(text)
+                said.append(statement)
+            else:
+                parts.append(phrasing.choice_sentence(s, self.favourite, rng))
+                said.append(Statement("choice", self.favourite))
         if not parts:
             parts.append(phrasing.filler(self.personality, rng))
         return TargetReply(" ".join(parts), said)

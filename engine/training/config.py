@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import LabError
+from engine.paths import resolve
 
 BACKENDS = ("local", "openai")
 METHODS = ("sft", "kto", "dpo")
@@ -75,6 +76,16 @@ class TrainConfig:
             raise LabError("desirable_weight and undesirable_weight must be positive")
         if self.lr <= 0:
             raise LabError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.lora_dropout < 1:
+            raise LabError(f"lora_dropout is a probability from 0 up to (not including) 1, got {self.lora_dropout}")
+        if self.beta <= 0:
+            raise LabError(f"beta must be positive, got {self.beta}")
+        if self.save_total_limit < 1 or self.poll_s <= 0 or (self.cpu_threads is not None and self.cpu_threads < 1):
+            raise LabError("save_total_limit and cpu_threads must be at least 1, and poll_s positive, got "
+                           f"{self.save_total_limit}, {self.cpu_threads} and {self.poll_s}")
+        if (self.epochs is not None and self.epochs < 0) or self.max_steps < -1:
+            raise LabError(f"epochs and max_steps may not be negative (max_steps -1: none), got {self.epochs} and "
+                           f"{self.max_steps}")
         if not self.name:
             self.name = Path(self.output).name if self.output else Path(self.data).stem
         return self
@@ -86,23 +97,44 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+_KIND_WORDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a string"}
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
-    """YAML values to the field's declared type, with an error naming the key and where it came from."""
+    """YAML values to the field's declared type, with an error naming the key and where it came from.
+
+    Nothing is guessed: `packing: maybe` or `lora_r: 2.5` is an error, never read as false or as 2."""
     kind = str(FIELDS[name].type)
     if value is None:
         return None
+    wrong = LabError(f"{source}: '{name}' should be {_KIND_WORDS.get(kind.split(' ')[0], 'a string')}, got {value!r}")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower() if isinstance(value, str | int) else None
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise wrong
+    if isinstance(value, bool) or isinstance(value, list | dict) and not kind.startswith("str | list"):
+        raise wrong  # `epochs: yes` is not 1, and a list is not a number
     try:
-        if kind == "bool":
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
         if kind.startswith("int"):
-            return int(value)
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
         if kind.startswith("float"):
             return float(value)
     except (TypeError, ValueError):
-        raise LabError(f"{source}: '{name}' should be a {kind.split(' ')[0]}, got {value!r}") from None
-    return value
+        raise wrong from None
+    if kind.startswith("str | list"):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        if isinstance(value, dict | list):
+            raise LabError(f"{source}: '{name}' should be a string or a list of strings, got {value!r}")
+    return str(value)
 
 
 def from_dict(values: dict[str, Any], source: str = "config") -> dict[str, Any]:
@@ -119,7 +151,7 @@ def from_dict(values: dict[str, Any], source: str = "config") -> dict[str, Any]:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
-    p = Path(path)
+    p = resolve(path)  # a shipped `configs/...` file works from any folder
     if not p.exists():
         raise LabError(f"config file not found: {p}")
     try:

@@ -20,6 +20,7 @@ from engine.training import runs
 from engine.training.config import TrainConfig
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+MAX_RETRIES = 5  # the SDK's retries (with backoff) of a lost connection, a rate limit or a server error
 Say = Callable[[str], None]
 
 
@@ -30,7 +31,7 @@ def client():
                        "before `finetune --backend openai`; nothing was sent")
     from openai import OpenAI
 
-    return OpenAI(max_retries=5)
+    return OpenAI(max_retries=MAX_RETRIES)
 
 
 def base_model(cfg: TrainConfig) -> str:
@@ -113,7 +114,7 @@ def follow_job(api, store: Store, run_id: str, job_id: str, *, poll_s: float, sa
     import openai
 
     # resumed: metrics events already recorded are not recorded twice
-    seen_ids = {json.loads(r["logs_json"] or "{}").get("event_id") for r in runs.steps(store, run_id)}
+    seen_ids = {json.loads(r["logs_json"] or "{}").get("event_id") for r in store.training_steps(run_id)}
     while True:
         try:
             job = api.fine_tuning.jobs.retrieve(job_id)
@@ -125,13 +126,31 @@ def follow_job(api, store: Store, run_id: str, job_id: str, *, poll_s: float, sa
                     break
                 events.append(event)
         except openai.APIError as exc:
-            raise _api_error(exc, f"following job {job_id}") from None
+            raise _stop_following(store, run_id, job_id, exc) from None
         for event in reversed(events):  # oldest first into the store
             seen_ids.add(event.id)
             _record(store, run_id, event, say)
         if job.status in TERMINAL:
             return _finish(store, run_id, job, say)
         time.sleep(poll_s)
+
+
+def _stop_following(store: Store, run_id: str, job_id: str, exc: Exception) -> LabError:
+    """Record why following stopped, so the run never stays `running` with nobody following it.
+
+    A job OpenAI no longer knows (404) has failed, with that reason; anything else (a lost connection, a server
+    error after the SDK's retries) only stopped the following: the run is interrupted and `--resume` follows the
+    job again, which goes on at OpenAI meanwhile."""
+    import openai
+
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, openai.NotFoundError):
+        reason = f"OpenAI no longer knows job {job_id} ({message})"
+        runs.fail_run(store, run_id, reason)
+        return LabError(f"run {run_id} failed: {reason}")
+    runs.interrupt_run(store, run_id, job_id)
+    return LabError(f"lost OpenAI job {job_id} while following it ({message}); run {run_id} is marked interrupted "
+                    f"and the job goes on at OpenAI: `ptom-lab finetune --resume {run_id}` follows it again")
 
 
 def _record(store: Store, run_id: str, event, say: Say) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import LabError
-from engine.store import Store, dumps, now
+from engine.store import Store, dumps
 
 ENDED = ("finished", "failed", "interrupted")
 
@@ -27,14 +27,11 @@ def new_run_id(name: str) -> str:
 def start_run(store: Store, config: dict[str, Any], *, backend: str, method: str, base_model: str,
               data_path: str, output_dir: str, name: str, run_id: str | None = None) -> str:
     run_id = run_id or new_run_id(name)
-    with store.transaction():
-        store.db["training_runs"].insert(
-            {
-                "id": run_id, "name": name, "backend": backend, "method": method, "base_model": base_model,
-                "data_path": data_path, "output_dir": output_dir, "status": "running",
-                "config_json": dumps(config), "pid": os.getpid(), "created_at": now(), "updated_at": now(),
-            }
-        )
+    store.add_training_run({
+        "id": run_id, "name": name, "backend": backend, "method": method, "base_model": base_model,
+        "data_path": data_path, "output_dir": output_dir, "status": "running", "config_json": dumps(config),
+        "pid": os.getpid(),
+    })
     return run_id
 
 
@@ -42,17 +39,14 @@ def update_run(store: Store, run_id: str, **fields: Any) -> None:
     for key in ("config", "metrics"):
         if key in fields:
             fields[f"{key}_json"] = dumps(fields.pop(key))
-    fields["updated_at"] = now()
-    with store.transaction():
-        store.db["training_runs"].update(run_id, fields)
+    store.update_training_run(run_id, **fields)
 
 
 def resume_run(store: Store, run_id: str, from_step: int | None = None) -> None:
     """The run is being trained again, by this process; steps after `from_step` (its checkpoint) are trained
     again, so their old rows go."""
     if from_step is not None:
-        with store.transaction():
-            store.db.execute("DELETE FROM training_steps WHERE run_id = ? AND step > ?", [run_id, from_step])
+        store.drop_training_steps_after(run_id, from_step)
     update_run(store, run_id, status="running", pid=os.getpid(), error=None)
 
 
@@ -74,11 +68,7 @@ def interrupt_run(store: Store, run_id: str, checkpoint: str | None) -> None:
 def add_step(store: Store, run_id: str, step: dict[str, Any]) -> None:
     """One logged step; `step` has the training_steps columns, anything else goes to logs_json."""
     columns = ("step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s")
-    row = {k: step.get(k) for k in columns}
-    row.update(run_id=run_id, logs_json=dumps(step.get("logs", {})), created_at=now())
-    with store.transaction():
-        store.db["training_steps"].insert(row)
-        store.db.execute("UPDATE training_runs SET updated_at = ? WHERE id = ?", [now(), run_id])
+    store.add_training_step(run_id, {**{k: step.get(k) for k in columns}, "logs_json": dumps(step.get("logs", {}))})
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -107,34 +97,20 @@ def _with_status(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_runs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
-    rows = store.db.query("SELECT * FROM training_runs ORDER BY created_at DESC LIMIT ?", [limit])
-    return [_with_status(r) for r in rows]
+    return [_with_status(r) for r in store.training_runs(limit)]
 
 
 def get_run(store: Store, run_id: str) -> dict[str, Any]:
     """By id, unique id prefix, or output folder (so `--resume models/NAME` works)."""
-    rows = list(store.db.query("SELECT * FROM training_runs WHERE id = ?", [run_id]))
-    if not rows:  # an output folder: its newest run
-        rows = list(store.db.query(
-            "SELECT * FROM training_runs WHERE output_dir IN (?, ?) ORDER BY created_at DESC LIMIT 1",
-            [str(Path(run_id)), str(Path(run_id).resolve())],
-        ))
-    if not rows:
-        rows = list(store.db.query("SELECT * FROM training_runs WHERE id LIKE ? LIMIT 2", [run_id + "%"]))
+    rows = store.find_training_runs(run_id)
     if len(rows) != 1:
         raise LabError(f"no training run '{run_id}' in {store.path}" if not rows else f"'{run_id}' is ambiguous")
     return _with_status(rows[0])
 
 
-def steps(store: Store, run_id: str, after_id: int = 0) -> list[dict[str, Any]]:
-    return list(store.db.query(
-        "SELECT * FROM training_steps WHERE run_id = ? AND id > ? ORDER BY id", [run_id, after_id]
-    ))
-
-
 def loss_summary(store: Store, run_id: str) -> dict[str, float]:
     """first_loss and last_loss of the logged training steps, and last_eval_loss when --eval-data was used."""
-    logged = steps(store, run_id)
+    logged = store.training_steps(run_id)
     out: dict[str, float] = {}
     losses = [r["loss"] for r in logged if r["loss"] is not None]
     if losses:
@@ -144,15 +120,6 @@ def loss_summary(store: Store, run_id: str) -> dict[str, float]:
     if eval_losses:
         out["last_eval_loss"] = eval_losses[-1]
     return out
-
-
-def latest_step(store: Store, run_id: str) -> tuple[int, float | None]:
-    """The newest logged step and the newest training loss (evaluation rows carry none)."""
-    step, loss = store.db.execute(
-        "SELECT MAX(step), (SELECT loss FROM training_steps WHERE run_id = ?1 AND loss IS NOT NULL "
-        "ORDER BY id DESC LIMIT 1) FROM training_steps WHERE run_id = ?1", [run_id]
-    ).fetchone()
-    return step or 0, loss
 
 
 def run_config(row: dict[str, Any]) -> dict[str, Any]:
@@ -173,14 +140,10 @@ def register_model(store: Store, *, name: str, kind: str, base_model: str, path:
                    data_path: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
     """A finished model in `models`: a LoRA folder (`local:models/NAME`) or an `ft:` OpenAI model."""
     model_id = f"{name}-{uuid.uuid4().hex[:6]}"
-    with store.transaction():
-        store.db["models"].insert(
-            {
-                "id": model_id, "name": name, "kind": kind, "base_model": base_model, "path": path,
-                "run_id": run_id, "data_path": data_path, "config_json": dumps(config),
-                "metrics_json": dumps(metrics), "created_at": now(),
-            }
-        )
+    store.add_model({
+        "id": model_id, "name": name, "kind": kind, "base_model": base_model, "path": path, "run_id": run_id,
+        "data_path": data_path, "config_json": dumps(config), "metrics_json": dumps(metrics),
+    })
     return model_id
 
 

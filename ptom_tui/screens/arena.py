@@ -1,7 +1,7 @@
 """Arena: one game between a chosen persuader and human, played live in a thread worker.
 
-The game is `engine.episode.play`; this pane only picks the players, listens to the loop (each turn is posted
-to the UI with `call_from_thread` and committed by `StoreListener` as it ends) and, when the researcher plays
+The game is `engine.episode.play`; this pane only picks the players, listens to the loop (each event is posted
+to the pane as a message, and each turn committed by `StoreListener` as it ends) and, when the researcher plays
 a side (`me`), hands the player an `ask` that blocks the worker until the Input is submitted.
 Escape cancels: the next check (a streamed token, the human's wait, the end of a turn) raises KeyboardInterrupt
 inside the loop, which ends the game `interrupted` with its finished turns kept.
@@ -17,14 +17,16 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 from textual.worker import Worker, get_current_worker
 
-from engine.game import HUMAN_BRIEF_HEADER
+from engine.game import CONDITIONS, HUMAN_BRIEF_HEADER
+from ptom_tui.messages import ReportsFailures
 from ptom_tui.widgets.belief import BeliefPanel
 from ptom_tui.widgets.transcript import Transcript
 
-CONDITIONS = ("hidden", "revealed")
+OFFLINE_FIRST = ("rational", "me", "planner")  # need no key or model: listed before the API players
 
 
 def reply_hint(prompt_lines: list[str], persuader: bool) -> str:
@@ -49,8 +51,20 @@ def _options(names: list[str]) -> list[tuple[str, str]]:
     return [(n, n) for n in names]
 
 
+def _loading(widget_id: str) -> Select:
+    """A dropdown that says `loading` until its list is read; it has no blank entry, so nothing to pick by mistake
+    before or after (`ArenaPane.on_arena_pane_choices_read` puts the real list in)."""
+    return Select([("loading", "")], value="", allow_blank=False, id=widget_id, compact=True, disabled=True)
+
+
+def offline_first(names: list[str]) -> list[str]:
+    """The players that run offline (the rule-based human `rational`, the planner, you) before those that need
+    an API key or a model."""
+    return sorted(names, key=lambda n: (OFFLINE_FIRST.index(n) if n in OFFLINE_FIRST else len(OFFLINE_FIRST)))
+
+
 class _UIListener:
-    """Episode listener that forwards each event to the pane on the UI thread, and notices a cancel."""
+    """Episode listener that posts each event to the pane as a message, and notices a cancel."""
 
     def __init__(self, pane: ArenaPane) -> None:
         self.pane = pane
@@ -60,17 +74,66 @@ class _UIListener:
             raise KeyboardInterrupt
 
     def on_start(self, episode: Any) -> None:
-        self.pane.app.call_from_thread(self.pane.game_started, episode.to_trajectory())
+        self.pane.post_message(ArenaPane.GameStarted(episode.to_trajectory()))
 
     def on_turn(self, episode: Any, turn: Any) -> None:
-        self.pane.app.call_from_thread(self.pane.turn_ended, turn.to_dict())
+        self.pane.post_message(ArenaPane.TurnEnded(turn.model_dump(mode="json")))
         self._check()
 
     def on_end(self, episode: Any) -> None:
-        self.pane.app.call_from_thread(self.pane.game_ended, episode.to_trajectory(), episode.status, episode.error)
+        self.pane.post_message(ArenaPane.GameEnded(episode.to_trajectory(), episode.status, episode.error))
 
 
-class ArenaPane(Vertical):
+class ArenaPane(ReportsFailures, Vertical):
+    class ChoicesRead(Message):
+        """The scenario ids, the players with their help text, and the personalities, read off the UI thread."""
+
+        def __init__(self, scenarios: list[str], helps: dict[str, dict[str, str]], personalities: list[str]) -> None:
+            super().__init__()
+            self.scenarios, self.helps, self.personalities = scenarios, helps, personalities
+
+    class GameStarted(Message):
+        """The game began: its header (scenario, players) for the transcript."""
+
+        def __init__(self, traj: dict[str, Any]) -> None:
+            super().__init__()
+            self.traj = traj
+
+    class TurnEnded(Message):
+        """A turn was played and committed: the transcript and the belief panel show it."""
+
+        def __init__(self, turn: dict[str, Any]) -> None:
+            super().__init__()
+            self.turn = turn
+
+    class GameEnded(Message):
+        """The game is over (finished, interrupted or errored)."""
+
+        def __init__(self, traj: dict[str, Any], status: str, error: str) -> None:
+            super().__init__()
+            self.traj, self.status, self.error = traj, status, error
+
+    class StartFailed(Message):
+        """The players or the scenario could not be made: the setup comes back for a fix."""
+
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    class ReplyWanted(Message):
+        """The researcher's player waits for a reply to `prompt`; `brief` is a human target's brief."""
+
+        def __init__(self, prompt: str, brief: str) -> None:
+            super().__init__()
+            self.prompt, self.brief = prompt, brief
+
+    class Streamed(Message):
+        """A piece of a model's reply as it is generated."""
+
+        def __init__(self, piece: str) -> None:
+            super().__init__()
+            self.piece = piece
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.answers: queue.Queue[str] = queue.Queue()
@@ -85,18 +148,18 @@ class ArenaPane(Vertical):
             # compact widgets, one row each: the whole setup fits an 80x24 terminal without scrolling
             with VerticalScroll(id="arena-setup", classes="sidebar"):
                 yield Label("Scenario", classes="field")
-                yield Select([], id="arena-scenario", allow_blank=True, prompt="loading", compact=True)
+                yield _loading("arena-scenario")
                 yield Label("Condition", classes="field")
                 yield Select(_options(list(CONDITIONS)), id="arena-condition", value="hidden", allow_blank=False,
                              compact=True)
                 yield Label("Persuader", classes="field")
-                yield Select([], id="arena-persuader", allow_blank=True, prompt="loading", compact=True)
+                yield _loading("arena-persuader")
                 yield Input(placeholder="argument (see below)", id="arena-persuader-arg", compact=True)
                 yield Label("Human", classes="field")
-                yield Select([], id="arena-target", allow_blank=True, prompt="loading", compact=True)
+                yield _loading("arena-target")
                 yield Input(placeholder="argument (see below)", id="arena-target-arg", compact=True)
                 yield Label("Personality", classes="field")
-                yield Select([], id="arena-personality", allow_blank=True, prompt="loading", compact=True)
+                yield _loading("arena-personality")
                 yield Label("Seed", classes="field")
                 yield Input("0", id="arena-seed", type="integer", compact=True)
                 yield Button("Play", id="arena-play", variant="primary", compact=True)
@@ -133,20 +196,24 @@ class ArenaPane(Vertical):
 
         scenarios = sorted(ScenarioLibrary().all())
         helps = {"persuader": persuader_names(), "target": target_names()}
-        self.app.call_from_thread(self._fill, scenarios, helps, list(PERSONALITIES))
+        self.post_message(self.ChoicesRead(scenarios, helps, list(PERSONALITIES)))
 
-    def _fill(self, scenarios: list[str], helps: dict[str, dict[str, str]], personalities: list[str]) -> None:
+    def on_arena_pane_choices_read(self, message: ChoicesRead) -> None:
         def fill(selector: str, names: list[str], preferred: str) -> None:
             select = self.query_one(selector, Select)
+            if not names:
+                select.set_options([("none found", "")])
+                return
             select.set_options(_options(names))
-            if names:
-                select.value = preferred if preferred in names else names[0]
+            select.value = preferred if preferred in names else names[0]
+            select.disabled = False
 
+        helps = message.helps
         self.player_help = helps
-        fill("#arena-scenario", scenarios, "business_vacation")
-        fill("#arena-persuader", list(helps["persuader"]), "planner")
-        fill("#arena-target", list(helps["target"]), "me")
-        fill("#arena-personality", personalities, "cooperative")
+        fill("#arena-scenario", message.scenarios, "business_vacation")
+        fill("#arena-persuader", offline_first(list(helps["persuader"])), "planner")
+        fill("#arena-target", offline_first(list(helps["target"])), "me")
+        fill("#arena-personality", message.personalities, "cooperative")
         self.show_hint()
         tabs = self.app.query_one(TabbedContent)
         if tabs.active == "arena" and (self.app.focused is None or self.app.focused.id is None):
@@ -161,7 +228,7 @@ class ArenaPane(Vertical):
         lines = []
         for role, selector, title in (("persuader", "#arena-persuader", "Persuader"), ("target", "#arena-target", "Human")):
             name = self.query_one(selector, Select).value
-            text = self.player_help.get(role, {}).get(str(name)) if name is not Select.NULL else None
+            text = self.player_help.get(role, {}).get(str(name)) if name else None
             if text:
                 lines.append(f"{title} {name}: {text}")
         self.query_one("#arena-hint", Static).update(Text("\n".join(lines), style="dim"))
@@ -169,7 +236,7 @@ class ArenaPane(Vertical):
     # ----- settings ------------------------------------------------------------------------------------
     def _spec(self, select: str, arg: str) -> str:
         name = self.query_one(select, Select).value
-        if name is Select.NULL:
+        if not name:  # still loading, or none found
             return ""
         extra = self.query_one(arg, Input).value.strip()
         return f"{name}:{extra}" if extra else str(name)
@@ -189,7 +256,7 @@ class ArenaPane(Vertical):
     @on(Button.Pressed, "#arena-play")
     def action_play(self) -> None:
         s = self.settings()
-        if Select.NULL in (s["scenario"], s["personality"]) or not s["persuader"] or not s["target"]:
+        if not (s["scenario"] and s["personality"] and s["persuader"] and s["target"]):
             self.app.notify("Pick a scenario, a persuader, a human and a personality first.", severity="warning")
             return
         if self.game is not None and self.game.is_running:
@@ -241,7 +308,7 @@ class ArenaPane(Vertical):
             persuader = make_persuader(s["persuader"])
             target = make_target(s["target"])
         except LabError as exc:
-            self.app.call_from_thread(self._failed, str(exc))
+            self.post_message(self.StartFailed(str(exc)))
             return "error"
         if hasattr(target, "ask"):  # a human at the keyboard: the worker waits for the Input
             target.ask = self._asker(worker, target)
@@ -262,7 +329,7 @@ class ArenaPane(Vertical):
     def _asker(self, worker: Worker, player: Any) -> Callable[[str], str]:
         def ask(prompt: str) -> str:
             brief = player.brief() if hasattr(player, "brief") else ""
-            self.app.call_from_thread(self._await_reply, prompt, brief)
+            self.post_message(self.ReplyWanted(prompt, brief))
             while True:
                 if worker.is_cancelled:
                     raise KeyboardInterrupt
@@ -277,21 +344,23 @@ class ArenaPane(Vertical):
         def on_text(piece: str) -> None:
             if worker.is_cancelled:
                 raise KeyboardInterrupt
-            self.app.call_from_thread(self._stream, piece)
+            self.post_message(self.Streamed(piece))
 
         return on_text
 
     # ----- UI updates (called on the UI thread) ---------------------------------------------------------
-    def game_started(self, traj: dict[str, Any]) -> None:
-        self.query_one(Transcript).start(traj)
+    def on_arena_pane_game_started(self, message: GameStarted) -> None:
+        self.query_one(Transcript).start(message.traj)
 
-    def turn_ended(self, turn: dict[str, Any]) -> None:
+    def on_arena_pane_turn_ended(self, message: TurnEnded) -> None:
+        turn = message.turn
         self.streamed = ""
         self.query_one("#arena-stream").display = False
         self.query_one(Transcript).add_turn(turn)
         self.query_one(BeliefPanel).show(turn)
 
-    def game_ended(self, traj: dict[str, Any], status: str, error: str) -> None:
+    def on_arena_pane_game_ended(self, message: GameEnded) -> None:
+        traj, status, error = message.traj, message.status, message.error
         self.query_one(Transcript).end(traj, status, error)
         reply = self.query_one("#arena-reply", Input)
         reply.disabled, reply.placeholder = True, "game over: Ctrl+N sets up the next"
@@ -308,10 +377,13 @@ class ArenaPane(Vertical):
             self.app.notify(f"Game {status}; finished turns are saved as {traj['id']}.")
         self.app.sessions_changed()
 
-    def _failed(self, message: str) -> None:
+    def on_arena_pane_start_failed(self, message: StartFailed) -> None:
         self.query_one("#arena-setup").display = True
         self.query_one("#arena-side").display = False
-        self.app.notify(message, title="Cannot start the game", severity="error", timeout=15)
+        self.app.notify(message.reason, title="Cannot start the game", severity="error", timeout=15)
+
+    def on_arena_pane_reply_wanted(self, message: ReplyWanted) -> None:
+        self._await_reply(message.prompt, message.brief)
 
     def _await_reply(self, prompt: str, brief: str) -> None:
         """Show this turn's prompt above the reply box and the player's brief on the side panel.
@@ -344,8 +416,8 @@ class ArenaPane(Vertical):
         box.disabled = False
         box.focus()
 
-    def _stream(self, piece: str) -> None:
-        self.streamed += piece
+    def on_arena_pane_streamed(self, message: Streamed) -> None:
+        self.streamed += message.piece
         box = self.query_one("#arena-stream", Static)
         box.display = True
         box.update(Text(self.streamed[-600:]))

@@ -17,22 +17,59 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.message import Message
 from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
-FORMATS = ("transcript", "chatml", "sharegpt", "openai", "kto", "dpo")
-PREPARE_FORMATS = ("chatml", "sharegpt", "openai", "kto", "dpo")
+from engine.errors import LabError
+from ptom_tui.messages import ReportsFailures
+from ptom_tui.screens.dialogs import Confirm
 
 
-class DataPane(Vertical):
+class DataPane(ReportsFailures, Vertical):
+    class FilesFound(Message):
+        """The .jsonl files near the working folder, newest first."""
+
+        def __init__(self, paths: list[str]) -> None:
+            super().__init__()
+            self.paths = paths
+
+    class Loaded(Message):
+        """A trajectory file read: its conversations, its bad lines (line, reason) and `summarise`'s stats."""
+
+        def __init__(self, path: str, trajectories: list[Any], bad: list[tuple[int, str]], stats: dict) -> None:
+            super().__init__()
+            self.path, self.trajectories, self.bad, self.stats = path, trajectories, bad, stats
+
+    class PreviewBuilt(Message):
+        """One conversation's preview, as rows of the chosen format."""
+
+        def __init__(self, items: list[RenderableType]) -> None:
+            super().__init__()
+            self.items = items
+
+    class Progress(Message):
+        """How far a generate or prepare is (`total` None: not known yet)."""
+
+        def __init__(self, done: int, total: int | None) -> None:
+            super().__init__()
+            self.done, self.total = done, total
+
+    class JobDone(Message):
+        """A generate or prepare finished: what to say, and the file to read again (generate) if any."""
+
+        def __init__(self, text: str, reload: str | None = None) -> None:
+            super().__init__()
+            self.text, self.reload = text, reload
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trajectories: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
+        from engine.dataprep import FORMATS  # here, after the first frame (the pane is lazy): not at start-up
+
         # compact rows: the preview keeps most of an 80x24 terminal
         with Horizontal(classes="filters"):
             yield Label("file", classes="inline")
@@ -49,11 +86,11 @@ class DataPane(Vertical):
         with Horizontal(classes="filters"):
             yield Label("preview #", classes="inline")
             yield Input("1", id="data-index", type="integer", compact=True)
-            yield Select([(f, f) for f in FORMATS], value="transcript", allow_blank=False, id="data-format",
+            yield Select([(f, f) for f in ("transcript", *FORMATS)], value="transcript", allow_blank=False, id="data-format",
                          compact=True)
             yield Label("prepare to", classes="inline")
             yield Input("training_data.jsonl", placeholder="prepare output", id="data-out", compact=True)
-            yield Select([(f, f) for f in PREPARE_FORMATS], value="chatml", allow_blank=False, id="data-prep-format",
+            yield Select([(f, f) for f in FORMATS], value="chatml", allow_blank=False, id="data-prep-format",
                          compact=True)
             yield Button("Prepare", id="data-prepare", compact=True)
         yield ProgressBar(total=1, id="data-progress", show_eta=False)
@@ -70,12 +107,12 @@ class DataPane(Vertical):
         found = [p for pattern in ("*.jsonl", "*/*.jsonl", "*/*/*.jsonl") for p in Path().glob(pattern)
                  if not any(part.startswith(".") or part == "scenarios" for part in p.parts)]  # not scenario sets
         found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        self.app.call_from_thread(self._found, [str(p) for p in found[:100]])
+        self.post_message(self.FilesFound([str(p) for p in found[:100]]))
 
-    def _found(self, paths: list[str]) -> None:
+    def on_data_pane_files_found(self, message: FilesFound) -> None:
         select = self.query_one("#data-found", Select)
-        select.set_options([(p, p) for p in paths])
-        select.prompt = f"{len(paths)} found" if paths else "none found"
+        select.set_options([(p, p) for p in message.paths])
+        select.prompt = f"{len(message.paths)} found" if message.paths else "none found"
 
     @on(Select.Changed, "#data-found")
     def file_picked(self, event: Select.Changed) -> None:
@@ -95,22 +132,20 @@ class DataPane(Vertical):
 
     @work(thread=True, exclusive=True, group="data-read", exit_on_error=False)
     def load(self, path: str) -> None:
-        from engine.errors import LabError
+        """A file that cannot be read raises `LabError`: the app says why (`ReportsFailures`)."""
         from engine.trajectories import TrajectoryReader, summarise
 
         try:
             reader = TrajectoryReader(path, skip_bad=True)
             trajectories = list(reader)
-            bad = reader.bad
-        except (LabError, OSError) as exc:
-            self.app.call_from_thread(self.app.notify, str(exc), title="Cannot read", severity="error", timeout=10)
-            return
-        self.app.call_from_thread(self._loaded, path, trajectories, bad, summarise(trajectories))
+        except OSError as exc:
+            raise LabError(f"cannot read {path}: {exc}") from exc
+        self.post_message(self.Loaded(path, trajectories, reader.bad, summarise(trajectories)))
 
-    def _loaded(self, path: str, trajectories: list[dict[str, Any]], bad: list[tuple[int, str]], stats: dict) -> None:
-        self.trajectories = trajectories
-        n = stats["conversations"]
-        rate = stats["successes"] / n if n else 0.0
+    def on_data_pane_loaded(self, message: Loaded) -> None:
+        path, bad, stats = message.path, message.bad, message.stats
+        self.trajectories = message.trajectories
+        n, rate = stats["n"], stats["rate"] or 0.0
         moves = ", ".join(f"{k} {v}" for k, v in sorted(stats["moves"].items()))
         self.query_one("#data-stats", Label).update(Text(
             f"{path}: {n} conversation(s), success {rate:.0%}, {stats['turns']} turns"
@@ -136,7 +171,10 @@ class DataPane(Vertical):
         A newer preview cancels this one, and a cancelled one shows nothing."""
         items = _preview_items(trajectories, i, fmt)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_preview, items)
+            self.post_message(self.PreviewBuilt(items))
+
+    def on_data_pane_preview_built(self, message: PreviewBuilt) -> None:
+        self._show_preview(message.items)
 
     def _show_preview(self, items: list[RenderableType]) -> None:
         log = self.query_one("#data-preview", RichLog)
@@ -159,27 +197,14 @@ class DataPane(Vertical):
 
     @work(thread=True, exclusive=True, group="data-job", exit_on_error=False)
     def generate(self, path: str, n: int, repeats: int = 1) -> None:
-        import uuid
+        """The engine's generate job, run in this worker (not a child): the bar moves with each conversation."""
+        from engine.jobs import generate_job, run
+        from engine.trajectories import GenerationPlan
 
-        from engine.trajectories import BatchStoreWriter, GenerationPlan, generate_trajectories
-
-        bar = self.query_one(ProgressBar)
-        self.app.call_from_thread(bar.update, total=n, progress=0)
-        run_id = f"generate-tui-{uuid.uuid4().hex[:8]}"
-        try:
-            with self.app.worker_store() as store, open(path, "w", encoding="utf-8") as fh:
-                plan = GenerationPlan(n=n, repeats=repeats)
-                for episode in generate_trajectories(plan, [BatchStoreWriter(store)], {"run_id": run_id}):
-                    if episode.status == "finished" and episode.outcome is not None:
-                        fh.write(json.dumps(episode.to_trajectory(), ensure_ascii=False) + "\n")
-                    self.app.call_from_thread(bar.advance, 1)
-        except OSError as exc:
-            self.app.call_from_thread(self.app.notify, f"Cannot write {path}: {exc}", severity="error")
-            return
-        self.app.call_from_thread(self.app.notify, f"Generated {n} conversation(s) into {path}.")
-        self.app.call_from_thread(self.app.sessions_changed)
-        self.app.call_from_thread(self.find_files)
-        self.app.call_from_thread(self.load, path)
+        job = generate_job(GenerationPlan(n=n, repeats=repeats), path, self.app.db_path)
+        made = run(job, say=lambda text: None, progress=lambda done, total: self.post_message(self.Progress(done, total)))
+        self.post_message(self.JobDone(f"Generated {made['written']} conversation(s) into {path} (run {job.run}).",
+                                       reload=path))
 
     # ----- prepare ----------------------------------------------------------------------------------------
     @on(Button.Pressed, "#data-prepare")
@@ -188,30 +213,39 @@ class DataPane(Vertical):
 
     @work(thread=True, exclusive=True, group="data-job", exit_on_error=False)
     def prepare(self, source: str, output: str, fmt: str) -> None:
-        from engine.dataprep import PrepareOptions, prepare, record_dataset
-        from engine.errors import LabError
+        """The engine's prepare job, run in this worker: a few hundred bar updates at most."""
+        from engine.dataprep import PrepareOptions
+        from engine.jobs import prepare_job, run
 
-        bar = self.query_one(ProgressBar)
-        self.app.call_from_thread(bar.update, total=None, progress=0)  # until prepare has read the file
+        def progress(done: int, total: int | None) -> None:
+            if total is None or done == total or done % 50 == 0 or done >= total - 2:
+                self.post_message(self.Progress(done, total))
 
-        def on_progress(done: int, total: int, what: str) -> None:
-            if done == total or done % 50 == 0 or done >= total - 2:  # a few hundred UI updates at most
-                self.app.call_from_thread(bar.update, total=total, progress=done)
+        job = prepare_job(PrepareOptions(input=source, output=output, format=fmt, skip_bad=True), self.app.db_path)
+        made = run(job, say=lambda text: None, progress=progress)
+        files = ", ".join(f"{split}: {path} ({made['rows'].get(split, 0)} rows)" for split, path in made["files"].items())
+        self.post_message(self.JobDone(f"Prepared {fmt} rows from {source}: {files}; "
+                                       f"dataset {', '.join(made['datasets'])}."))
 
-        try:
-            prepared = prepare(PrepareOptions(input=source, output=output, format=fmt, skip_bad=True), on_progress)
-            with self.app.worker_store() as store:
-                ids = record_dataset(store, prepared, fmt)
-        except (LabError, OSError) as exc:
-            self.app.call_from_thread(self.app.notify, str(exc), title="Prepare failed", severity="error", timeout=10)
-            self.app.call_from_thread(bar.update, total=1, progress=0)
-            return
-        self.app.call_from_thread(bar.update, total=1, progress=1)
-        self.app.call_from_thread(self.find_files)
-        files = ", ".join(f"{split}: {path} ({prepared.rows.get(split, 0)} rows)" for split, path in prepared.files.items())
-        message = f"Prepared {fmt} rows from {source}: {files}; dataset {', '.join(ids)}."
-        self.app.call_from_thread(self.query_one("#data-stats", Label).update, Text(message))  # stays after the toast
-        self.app.call_from_thread(self.app.notify, message, timeout=10)
+    def on_data_pane_progress(self, message: Progress) -> None:
+        self.query_one(ProgressBar).update(total=message.total, progress=message.done)
+
+    def on_data_pane_job_done(self, message: JobDone) -> None:
+        self.query_one(ProgressBar).update(total=1, progress=1)
+        self.query_one("#data-stats", Label).update(Text(message.text))  # stays after the toast
+        self.app.notify(message.text, timeout=10)
+        self.find_files()
+        if message.reload:
+            self.app.sessions_changed()
+            self.load(message.reload)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failed generate or prepare empties the bar and says so where the last success was shown (the app,
+        told by `ReportsFailures`, says why)."""
+        if event.worker.group == "data-job" and event.state == WorkerState.ERROR:
+            self.query_one(ProgressBar).update(total=1, progress=0)
+            self.query_one("#data-stats", Label).update(Text(f"{event.worker.name} failed: {event.worker.error}",
+                                                             style="red"))
 
 
 def _preview_items(trajectories: list[dict[str, Any]], i: int, fmt: str) -> list[RenderableType]:
@@ -220,7 +254,7 @@ def _preview_items(trajectories: list[dict[str, Any]], i: int, fmt: str) -> list
     if fmt == "transcript":
         from engine.transcript import markdown
 
-        return [Markdown(markdown(traj))]
+        return [Markdown(markdown(traj.to_trajectory()))]
     from engine.dataprep import dpo_pairs, dpo_row, kto_row, sft_row, turn_examples
     from engine.errors import LabError
 
@@ -243,24 +277,3 @@ def _preview_items(trajectories: list[dict[str, Any]], i: int, fmt: str) -> list
                      "seed) and then differ: generate several with different planner settings into one file.")
     items += [Syntax(json.dumps(row, ensure_ascii=False, indent=1), "json", word_wrap=True) for row in rows]
     return items
-
-
-class Confirm(ModalScreen[bool]):
-    """A yes/no question before something that cannot be undone."""
-
-    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel"), Binding("y", "dismiss(True)", "Yes")]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(Text(self.question))
-            with Horizontal(classes="buttons"):
-                yield Button("Yes (y)", id="confirm-yes", variant="warning", compact=True)
-                yield Button("Cancel (Esc)", id="confirm-no", compact=True)
-
-    @on(Button.Pressed)
-    def answered(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm-yes")

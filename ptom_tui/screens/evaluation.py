@@ -1,25 +1,32 @@
-"""Evaluation: launch `ptom-lab evaluate`, watch its progress, and the leaderboard of every evaluation run.
+"""Evaluation: launch an evaluation run, watch its progress, and the leaderboard of every evaluation run.
 
-Evaluation itself is helper code (`engine/evaluation.py`, the `evaluate` command); the pane starts it as a child
-process and reads the store: `eval_runs` (config, status, `results_json`, `n_planned`) and the sessions that carry
-each run's `run_id`. So a run started in another terminal shows up here too.
+Evaluation itself is `engine/evaluation.py`; the pane builds an `EvalConfig` into an `engine.jobs` evaluate job
+(a child process) and reads the store: `eval_runs` (config, status, `results_json`, `n_planned`) and the sessions
+that carry each run's `run_id`. So a run started in another terminal shows up here too.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
 
+from engine.errors import LabError
+from engine.game import CONDITIONS
+from ptom_tui.messages import JobEnded, ReportsFailures
+
+if TYPE_CHECKING:
+    from engine.evaluation import EvalConfig
+
 POLL_S = 1.0
+EVAL_CONDITIONS = (*CONDITIONS, "both")  # `evaluate` also plays both conditions in one run
 
 
 def success_of(results: dict[str, Any]) -> tuple[float | None, float | None, float | None, int | None]:
@@ -40,12 +47,17 @@ def _heldout() -> str:
     return "scenarios/heldout.jsonl" if Path("scenarios/heldout.jsonl").resolve() == path else str(path)
 
 
-class EvaluationPane(Vertical):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.children_started: list[subprocess.Popen] = []
+class EvaluationPane(ReportsFailures, Vertical):
+    class RunsRead(Message):
+        """The store's evaluation runs, newest first, as a poll read them."""
+
+        def __init__(self, runs: list[dict[str, Any]]) -> None:
+            super().__init__()
+            self.runs = runs
 
     def compose(self) -> ComposeResult:
+        from engine.targets.rational import PERSONALITIES  # here, after the first frame: a slow import
+
         with Horizontal(classes="filters"):
             yield Label("persuader", classes="inline")
             yield Input("planner", placeholder="--model spec", id="eval-model", compact=True)
@@ -57,8 +69,10 @@ class EvaluationPane(Vertical):
             yield Label("scenarios", classes="inline")
             yield Input(_heldout(), placeholder="--scenarios file or folder", id="eval-scenarios", compact=True)
             yield Label("condition", classes="inline")
-            yield Select([(c, c) for c in ("hidden", "revealed", "both")], value="hidden", allow_blank=False,
+            yield Select([(c, c) for c in EVAL_CONDITIONS], value="hidden", allow_blank=False,
                          id="eval-condition", compact=True)
+            yield Select([(p, p) for p in (*PERSONALITIES, "mix")], value="cooperative", allow_blank=False,
+                         id="eval-personality", compact=True, tooltip="the simulated human's personality")
             yield Button("Evaluate", id="eval-launch", variant="primary", compact=True)
         yield Label("", id="eval-status")
         yield ProgressBar(total=1, id="eval-progress", show_eta=False)
@@ -75,11 +89,11 @@ class EvaluationPane(Vertical):
 
     @work(thread=True, exclusive=True, group="eval-poll", exit_on_error=False)
     def read_store(self) -> None:
-        from engine.evaluation import list_runs
-
         with self.app.worker_store() as store:
-            runs = list_runs(store)
-        self.app.call_from_thread(self._show, runs)
+            self.post_message(self.RunsRead(store.eval_runs()))
+
+    def on_evaluation_pane_runs_read(self, message: RunsRead) -> None:
+        self._show(message.runs)
 
     def _show(self, runs: list[dict[str, Any]]) -> None:
         rows = []
@@ -112,28 +126,43 @@ class EvaluationPane(Vertical):
         else:
             bar.update(total=1, progress=1 if runs else 0)
             self.query_one("#eval-status", Label).update(
-                f"{len(runs)} evaluation run(s), best first; Ctrl+E launches `ptom-lab evaluate` with the settings above"
-                if runs else "No evaluation yet: Ctrl+E launches `ptom-lab evaluate` with the settings above.")
+                f"{len(runs)} evaluation run(s), best first; Ctrl+E evaluates with the settings above"
+                if runs else "No evaluation yet: Ctrl+E evaluates with the settings above.")
+
+    def config(self) -> EvalConfig:
+        """The pane's settings as the engine's own `EvalConfig`."""
+        from engine.evaluation import EvalConfig
+
+        n = str(self.query_one("#eval-n", Input).value or "20").strip()
+        return EvalConfig(
+            model=str(self.query_one("#eval-model", Input).value).strip() or "planner",
+            human_agent=str(self.query_one("#eval-human", Input).value).strip() or "rational",
+            scenarios=str(self.query_one("#eval-scenarios", Input).value).strip() or _heldout(),
+            num_eval=int(n) if n.isdigit() else 20, personality=str(self.query_one("#eval-personality", Select).value),
+            condition=str(self.query_one("#eval-condition", Select).value),
+        )
 
     @on(Button.Pressed, "#eval-launch")
     def action_launch(self) -> None:
-        n = str(self.query_one("#eval-n", Input).value or "20").strip()
-        cmd = [sys.executable, "-m", "engine", "evaluate", "--db", self.app.db_path,
-               "--model", str(self.query_one("#eval-model", Input).value).strip() or "planner",
-               "--human-agent", str(self.query_one("#eval-human", Input).value).strip() or "rational",
-               "--num-eval", n, "--condition", str(self.query_one("#eval-condition", Select).value)]
-        scenarios = str(self.query_one("#eval-scenarios", Input).value).strip()
-        if scenarios:
-            cmd += ["--scenarios", scenarios]
-        self.children_started.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        self.app.notify("Evaluation started: " + " ".join(cmd[2:]))
-        self.watch_child(self.children_started[-1])
+        """An evaluation job in a child process; the same settings while one runs are refused (Ctrl+E twice)."""
+        from engine.jobs import evaluate_job
 
-    @work(thread=True, group="eval-child", exit_on_error=False)
-    def watch_child(self, child: subprocess.Popen) -> None:
-        """A failed evaluate (a bad flag, a missing key) says why in a notification, not silently."""
-        _, err = child.communicate()
-        if child.returncode:
-            message = (err or b"").decode(errors="replace").strip().splitlines()
-            self.app.call_from_thread(self.app.notify, message[-1] if message else f"evaluate exited {child.returncode}",
-                                      title="Evaluation failed", severity="error", timeout=15)
+        config = self.config()
+        same = [p for p in self.app.running_jobs() if p.job.kind == "evaluate" and p.job.settings == config]
+        if same:
+            self.app.notify(f"This evaluation is already running as {same[0].job.run}.", severity="warning")
+            return
+        try:
+            job = evaluate_job(config, self.app.db_path)
+        except LabError as exc:
+            self.app.notify(str(exc), title="Cannot evaluate", severity="error", timeout=10)
+            return
+        log = Path(self.app.db_path).resolve().parent / "logs" / f"evaluate-{job.id}.log"
+        self.app.start_job(job, log, self)
+        self.app.notify(f"Evaluation {job.run} started: {config.model} vs {config.human_agent}, "
+                        f"{config.num_eval} scenario(s); its output goes to {log}")
+
+    def on_job_ended(self, message: JobEnded) -> None:
+        """A finished run is read at once (a failed one opens its log: the app does that)."""
+        if message.returncode == 0:
+            self.poll()

@@ -18,19 +18,19 @@ the others work from anywhere.
 
 | Where | Key | Does |
 |---|---|---|
-| everywhere | F1 | this help |
+| everywhere | F1 or ? | this help (`?` types itself in a text box) |
 | | Ctrl+P | command palette: every action by name |
-| | Ctrl+Q | quit |
+| | Ctrl+Q | quit (runs started here go on in the background: it says which) |
 | Arena | Ctrl+N | show the setup, then **Play** |
 | | Enter | send your reply (when you play the human, `me`) |
 | | Escape | cancel the game: it ends *interrupted*, finished turns kept |
 | Data | Ctrl+L / Ctrl+G / Ctrl+R | load / generate / prepare |
-| Training | Ctrl+T | new run (`ptom-lab finetune` in the background) |
+| Training | Ctrl+T | new run, in the background, into a folder of its own |
 | | Enter | follow the selected run |
-| Evaluation | Ctrl+E | launch `ptom-lab evaluate` |
+| Evaluation | Ctrl+E | evaluate with the settings above (the same one twice is refused) |
 | Sessions | / | full-text search (scenario and agent filters complete with ->) |
 | | o or Enter | replay the selected session |
-| | a | archive it |
+| | a | archive it (asks first; `ptom-lab sessions archive --undo ID` restores) |
 | | n / p | next / previous page |
 | Replay | Up / Down | step through the game: transcript up to that turn, its belief |
 | | End / Home | the whole game with its outcome / back to turn 1 |
@@ -46,7 +46,7 @@ Everything you play is in the store (`--db`, default `sessions.db`) as each turn
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog help"):  # focused: arrows and Page keys scroll it

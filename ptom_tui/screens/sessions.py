@@ -16,12 +16,15 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 from textual.worker import get_current_worker
 
 from engine.store import session_outcome
+from ptom_tui.messages import ReportsFailures
+from ptom_tui.screens.dialogs import Confirm
 from ptom_tui.widgets.belief import BeliefPanel
 from ptom_tui.widgets.transcript import Transcript
 
@@ -39,7 +42,7 @@ def row_cells(row: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-class SessionsPane(Vertical):
+class SessionsPane(ReportsFailures, Vertical):
     BINDINGS = [
         Binding("o", "open", "Replay"),
         Binding("a", "archive", "Archive"),
@@ -48,6 +51,34 @@ class SessionsPane(Vertical):
         Binding("slash", "search", "Search"),
         Binding("r", "refresh", "Refresh"),
     ]
+
+    class PageRead(Message):
+        """A page of sessions from the store, at `offset`."""
+
+        def __init__(self, rows: list[dict[str, Any]], offset: int) -> None:
+            super().__init__()
+            self.rows, self.offset = rows, offset
+
+    class CountRead(Message):
+        """How many sessions match the filters (read after the page: a full scan on a big store)."""
+
+        def __init__(self, total: int, offset: int, n: int) -> None:
+            super().__init__()
+            self.total, self.offset, self.n = total, offset, n
+
+    class SuggestionsRead(Message):
+        """Scenario ids and player names, for the filter boxes' completion."""
+
+        def __init__(self, scenarios: list[str], agents: list[str]) -> None:
+            super().__init__()
+            self.scenarios, self.agents = scenarios, agents
+
+    class Archived(Message):
+        """A session was archived: its row leaves the list."""
+
+        def __init__(self, session_id: str) -> None:
+            super().__init__()
+            self.session_id = session_id
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -81,11 +112,11 @@ class SessionsPane(Vertical):
 
         scenarios = sorted(ScenarioLibrary().all())
         agents = sorted({*persuader_names(), *target_names()})
-        self.app.call_from_thread(self._suggest, scenarios, agents)
+        self.post_message(self.SuggestionsRead(scenarios, agents))
 
-    def _suggest(self, scenarios: list[str], agents: list[str]) -> None:
-        self.query_one("#sessions-scenario", Input).suggester = SuggestFromList(scenarios, case_sensitive=False)
-        self.query_one("#sessions-agent", Input).suggester = SuggestFromList(agents, case_sensitive=False)
+    def on_sessions_pane_suggestions_read(self, message: SuggestionsRead) -> None:
+        self.query_one("#sessions-scenario", Input).suggester = SuggestFromList(message.scenarios, case_sensitive=False)
+        self.query_one("#sessions-agent", Input).suggester = SuggestFromList(message.agents, case_sensitive=False)
 
     def filters(self) -> dict[str, Any]:
         def value(selector: str) -> str | None:
@@ -117,10 +148,16 @@ class SessionsPane(Vertical):
             rows = store.list_sessions(**filters, limit=PAGE, offset=offset)
             if worker.is_cancelled:
                 return
-            self.app.call_from_thread(self._show_rows, rows, offset)
+            self.post_message(self.PageRead(rows, offset))
             total = store.count_sessions(**filters)
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._show_total, total, offset, len(rows))
+            self.post_message(self.CountRead(total, offset, len(rows)))
+
+    def on_sessions_pane_page_read(self, message: PageRead) -> None:
+        self._show_rows(message.rows, message.offset)
+
+    def on_sessions_pane_count_read(self, message: CountRead) -> None:
+        self._show_total(message.total, message.offset, message.n)
 
     def _show_rows(self, rows: list[dict[str, Any]], offset: int) -> None:
         table = self.query_one(DataTable)
@@ -174,9 +211,13 @@ class SessionsPane(Vertical):
             self.app.push_screen(ReplayScreen(session_id))
 
     def action_archive(self) -> None:
+        """Asks first: a stray `a` (meant for the search box) must not hide a session."""
         session_id = self.selected_id()
         if session_id:
-            self.archive(session_id)
+            self.app.push_screen(Confirm(f"Archive session {session_id}? It leaves this list "
+                                         f"(ptom-lab sessions archive --undo {session_id} brings it back).",
+                                         yes="Archive (y)"),
+                                 lambda yes: self.archive(session_id) if yes else None)
 
     @work(thread=True, group="sessions-archive", exit_on_error=False)
     def archive(self, session_id: str) -> None:
@@ -184,9 +225,12 @@ class SessionsPane(Vertical):
         UI thread."""
         with self.app.worker_store() as store:
             store.archive(session_id)
-        self.app.call_from_thread(
-            self.app.notify, f"Archived {session_id} (ptom-lab sessions archive --undo {session_id} restores it).")
-        self.app.call_from_thread(self.refresh_rows)
+        self.post_message(self.Archived(session_id))
+
+    def on_sessions_pane_archived(self, message: Archived) -> None:
+        self.app.notify(f"Archived {message.session_id} "
+                        f"(ptom-lab sessions archive --undo {message.session_id} restores it).")
+        self.refresh_rows()
 
 
 class ReplayScreen(Screen):

@@ -1,39 +1,55 @@
 """Training: follow any run in the store (started here or by `ptom-lab finetune` in another terminal), or start one.
 
 Following is polling: once a second a thread worker reads `training_runs` and the new `training_steps` rows
-(`engine.training.runs`), and the pane draws the loss curve, progress, ETA, tokens/s and the log tail.
-A run started here is `ptom-lab finetune` in a child process (its output goes to `OUTPUT/train.log`): training
-never shares the UI's process, and it records itself in the store like any other run.
+(`engine.training.runs`), posts them (`RunsRead`), and the pane draws the loss curve, progress, ETA, tokens/s and
+the log tail. A run started here is an `engine.jobs` finetune job built from the engine's own `TrainConfig`, in a
+child process (its output goes to `OUTPUT/train.log`): training never shares the UI's process, goes on when the
+lab quits, and records itself in the store like any other run.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, RichLog, Select
 from textual_plotext import PlotextPlot
 
+from engine.errors import LabError
+from engine.training.config import METHODS
+from ptom_tui.messages import ReportsFailures
+
+if TYPE_CHECKING:
+    from engine.jobs import Job
+
 POLL_S = 1.0
 
 
-class TrainingPane(Vertical):
+class TrainingPane(ReportsFailures, Vertical):
+    class RunsRead(Message):
+        """One poll of the store: the runs list, the followed run, its new steps and its log's last line."""
+
+        def __init__(self, listing: list[dict[str, Any]], run: dict[str, Any] | None, new: list[dict[str, Any]],
+                     log_line: str) -> None:
+            super().__init__()
+            self.listing, self.run, self.new, self.log_line = listing, run, new, log_line
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.run_id: str | None = None
         self.auto = True  # follow the newest run until the researcher picks one
         self.steps: list[dict[str, Any]] = []
         self.last_step_id = 0
-        self.children_started: list[subprocess.Popen] = []
+        self.form: dict[str, str] = {}  # the last form, offered again after a refused start
 
     def compose(self) -> ComposeResult:
         table = DataTable(id="training-runs", cursor_type="row")
@@ -58,7 +74,6 @@ class TrainingPane(Vertical):
 
     @work(thread=True, exclusive=True, group="training-poll", exit_on_error=False)
     def read_store(self, run_id: str | None, after: int) -> None:
-        from engine.errors import LabError
         from engine.training import runs
 
         with self.app.worker_store() as store:
@@ -67,9 +82,12 @@ class TrainingPane(Vertical):
                 run = runs.get_run(store, run_id) if run_id else None
             except LabError:  # deleted meanwhile: follow the newest again
                 run, self.auto = None, True
-            new = runs.steps(store, run_id, after) if run else []
+            new = store.training_steps(run_id, after) if run else []
         log_line = _log_tail(Path(run["output_dir"]) / "train.log") if run and run.get("output_dir") else ""
-        self.app.call_from_thread(self._show, listing, run, new, log_line)
+        self.post_message(self.RunsRead(listing, run, new, log_line))
+
+    def on_training_pane_runs_read(self, message: RunsRead) -> None:
+        self._show(message.listing, message.run, message.new, message.log_line)
 
     def _show(self, listing: list[dict[str, Any]], run: dict[str, Any] | None, new: list[dict[str, Any]],
               log_line: str = "") -> None:
@@ -86,8 +104,10 @@ class TrainingPane(Vertical):
                 table.add_row(*row, key=row[0])
             if table.row_count:
                 table.move_cursor(row=min(cursor, table.row_count - 1))
-        if self.auto and listing and listing[0]["id"] != self.run_id:
-            self.follow(listing[0]["id"])
+        # until a run is picked, follow the one training now (the newest of them), else the newest run
+        newest = next((r for r in listing if r["status"] == "running"), listing[0]) if listing else None
+        if self.auto and newest and newest["id"] != self.run_id:
+            self.follow(newest["id"])
             return
         if run is None or run["id"] != self.run_id:
             return
@@ -97,7 +117,7 @@ class TrainingPane(Vertical):
             if row["id"] <= self.last_step_id:  # a poll that overlapped the previous one read these rows too
                 continue
             self.steps.append(row)
-            self.last_step_id = row["id"]  # rows come in id order (`runs.steps`)
+            self.last_step_id = row["id"]  # rows come in id order (`Store.training_steps`)
             log.write(format_step(row, total))
         last = self.steps[-1] if self.steps else {}
         bar = self.query_one(ProgressBar)
@@ -137,41 +157,49 @@ class TrainingPane(Vertical):
 
     @on(Button.Pressed, "#training-new")
     def action_new_run(self) -> None:
-        self.app.push_screen(NewRunForm(), self.start_run)
+        self.app.push_screen(NewRunForm(self.form), self.start_run)
 
     def start_run(self, form: dict[str, str] | None) -> None:
-        """`ptom-lab finetune` in a child process; the store tells us the rest."""
+        """A finetune job from the form, in a child process; the store tells us the rest. Refused settings say why
+        and keep the form's values for the next Ctrl+T."""
         if not form:
             return
-        if not form["data"] or not Path(form["data"]).exists():
-            self.app.notify(f"No training file '{form['data']}': make one in the Data pane (prepare).",
+        self.form = form
+        try:
+            job = self.job(form)
+        except LabError as exc:
+            self.app.notify(f"{exc} (Ctrl+T opens the form again with your values)", title="Cannot train",
                             severity="error", timeout=10)
             return
-        output = Path(form["output"] or "models/tui-run")
-        output.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "engine", "finetune", "--db", self.app.db_path, "--data", form["data"],
-               "--output", str(output), "--method", form["method"]]
-        if form["model"]:
-            cmd += ["--model", form["model"]]
-        if form["max_steps"]:
-            cmd += ["--max-steps", form["max_steps"]]
-        log_path = output / "train.log"
-        with open(log_path, "w", encoding="utf-8") as log:  # the child keeps its own handle
-            child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        self.children_started.append(child)
-        self.app.notify(f"Training started: {' '.join(cmd[2:])}; its output goes to {log_path}")
+        log = Path(job.run) / "train.log"
+        process = self.app.start_job(job, log, self)
+        self.form = {}
+        self.app.notify(f"Training started (pid {process.pid}): {job.settings.method} on {job.settings.data}; "
+                        f"its output goes to {log}")
         self.auto = True  # follow the new run as soon as it is in the store
-        self.watch_child(child, log_path)
 
-    @work(thread=True, group="training-child", exit_on_error=False)
-    def watch_child(self, child: subprocess.Popen, log_path: Path) -> None:
-        """A run that fails (a bad file, a missing model) says why in a notification; its log has the rest."""
-        if child.wait() == 0:
-            return
-        lines = [x for x in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
-        reason = lines[-1] if lines else f"finetune exited {child.returncode}"
-        self.app.call_from_thread(self.app.notify, f"{reason}\n(full output: {log_path})", title="Training failed",
-                                  severity="error", timeout=20)
+    def job(self, form: dict[str, str]) -> Job:
+        """The form as the engine's own `TrainConfig` (validated, the YAML config file under it) and its job."""
+        from engine.jobs import finetune_job
+        from engine.training.config import load_config
+
+        def number(key: str, kind: type) -> Any:
+            try:
+                return kind(form[key]) if form.get(key) else None
+            except ValueError:
+                raise LabError(f"{key.replace('_', ' ')}: not a number: {form[key]!r}") from None
+
+        overrides = {"data": form["data"], "output": form["output"] or new_output(), "method": form["method"],
+                     "model": form["model"] or None, "max_steps": number("max_steps", int),
+                     "batch_size": number("batch_size", int), "max_seq_len": number("max_seq_len", int),
+                     "lr": number("lr", float)}
+        config = load_config(form.get("config") or None, overrides)
+        return finetune_job(config, self.app.db_path)
+
+
+def new_output() -> str:
+    """A folder of its own for each run started here, so two runs never share a log or an adapter."""
+    return f"models/run-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _log_tail(path: Path) -> str:
@@ -194,27 +222,38 @@ def _loss(row: dict[str, Any]) -> str:
 
 
 class NewRunForm(ModalScreen[dict[str, str] | None]):
-    """The few settings a CPU or GPU run needs; everything else keeps the `finetune` defaults."""
+    """The settings a CPU or GPU run needs most; a YAML config file gives the rest (the form's fields win)."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    FIELDS = (  # id, label, placeholder, Input type
+        ("data", "training file", "e.g. training_data.jsonl", "text"),
+        ("output", "output folder", "blank: a new models/run-DATE-TIME", "text"),
+        ("config", "config file", "blank: none (e.g. configs/sft.yaml)", "text"),
+        ("model", "base model", "blank: embedded SmolLM2", "text"),
+        ("max_steps", "max steps", "blank: one epoch", "integer"),
+        ("batch_size", "batch size", "blank: config or 2", "integer"),
+        ("max_seq_len", "sequence length", "blank: config or 1024", "integer"),
+        ("lr", "learning rate", "blank: config or 2e-4", "number"),
+    )
+
+    def __init__(self, values: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.values = dict(values or {})
 
     def compose(self) -> ComposeResult:
         # one compact row per field, so the whole form fits an 80x24 terminal
-        data = "training_data.jsonl" if Path("training_data.jsonl").exists() else ""  # what Data > Prepare wrote
+        if not self.values.get("data") and Path("training_data.jsonl").exists():  # what Data > Prepare wrote
+            self.values["data"] = "training_data.jsonl"
         with Vertical(classes="dialog"):
-            yield Label("[b]New training run[/b] (ptom-lab finetune, in the background)")
+            yield Label("[b]New training run[/b] (in the background; it goes on if the lab quits)")
             with Grid(classes="form"):
-                yield Label("training file")
-                yield Input(data, placeholder="e.g. training_data.jsonl", id="form-data", compact=True)
-                yield Label("output folder")
-                yield Input("models/tui-run", placeholder="e.g. models/my-run", id="form-output", compact=True)
-                yield Label("base model")
-                yield Input(placeholder="blank: embedded SmolLM2", id="form-model", compact=True)
+                for key, label, placeholder, kind in self.FIELDS:
+                    yield Label(label)
+                    yield Input(self.values.get(key, ""), placeholder=placeholder, id=f"form-{key}", type=kind,
+                                compact=True)
                 yield Label("method")
-                yield Select([("sft", "sft"), ("kto", "kto"), ("dpo", "dpo")], value="sft", allow_blank=False,
-                             id="form-method", compact=True)
-                yield Label("max steps")
-                yield Input(placeholder="blank: one epoch", id="form-steps", type="integer", compact=True)
+                yield Select([(m, m) for m in METHODS], value=self.values.get("method", METHODS[0]),
+                             allow_blank=False, id="form-method", compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Start", id="form-start", variant="primary", compact=True)
                 yield Button("Cancel", id="form-cancel", compact=True)
@@ -225,8 +264,5 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
 
     @on(Button.Pressed, "#form-start")
     def start(self) -> None:
-        def value(selector: str) -> str:
-            return str(self.query_one(selector).value or "").strip()
-
-        self.dismiss({"data": value("#form-data"), "output": value("#form-output"), "model": value("#form-model"),
-                      "method": value("#form-method"), "max_steps": value("#form-steps")})
+        keys = [key for key, *_ in self.FIELDS] + ["method"]
+        self.dismiss({key: str(self.query_one(f"#form-{key}").value or "").strip() for key in keys})
