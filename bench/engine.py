@@ -15,11 +15,11 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the `engine` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from engine.episode import play  # noqa: E402
-from engine.persuaders.baselines import RevealAll  # noqa: E402
-from engine.scenario import load_file  # noqa: E402
+from engine.game.episode import play  # noqa: E402
+from engine.game.scenario import load_file  # noqa: E402
+from engine.players.persuaders.baselines import RevealAll  # noqa: E402
+from engine.players.targets.rational import PERSONALITIES, RationalTarget  # noqa: E402
 from engine.store import Store, StoreListener  # noqa: E402
-from engine.targets.rational import PERSONALITIES, RationalTarget  # noqa: E402
 
 HELDOUT = Path(__file__).resolve().parent.parent / "scenarios" / "heldout.jsonl"
 

@@ -17,9 +17,9 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the `engine` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from engine.evaluation import EvalConfig, evaluate  # noqa: E402
-from engine.generator import HELDOUT_PATH  # noqa: E402
-from engine.players import persuader_names  # noqa: E402
+from engine.game.generator import HELDOUT_PATH  # noqa: E402
+from engine.pipeline.evaluation import EvalConfig, evaluate  # noqa: E402
+from engine.players.registry import persuader_names  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 HELDOUT = str(HELDOUT_PATH)

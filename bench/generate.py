@@ -49,11 +49,11 @@ def prompts(n: int, turn: int = 1, verbose: int = 1) -> list[list[dict[str, str]
     `verbose` repeats each past message that many times: a language model's messages are several times longer
     than the random persuader's, so its prompts in later turns are too.
     """
-    from engine.episode import play
-    from engine.game import persuader_side
-    from engine.players import make_persuader, make_target
-    from engine.prompts import history_from_turns, persuader_messages
-    from engine.scenario import load_file
+    from engine.game.episode import play
+    from engine.game.interfaces import persuader_side
+    from engine.game.scenario import load_file
+    from engine.players.prompts import history_from_turns, persuader_messages
+    from engine.players.registry import make_persuader, make_target
 
     out = []
     for i, s in enumerate(load_file(HELDOUT)[:n]):

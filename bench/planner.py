@@ -34,17 +34,17 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from engine.belief import BeliefTracker  # noqa: E402
-from engine.episode import play  # noqa: E402
-from engine.game import RULE_SETS, Exchange, persuader_side  # noqa: E402
-from engine.generator import HELDOUT_PATH  # noqa: E402
-from engine.metrics import wilson  # noqa: E402
-from engine.mindgames import SCENARIOS_PATH as MINDGAMES_PATH  # noqa: E402
-from engine.players import make_persuader  # noqa: E402
-from engine.scenario import Scenario, load_file  # noqa: E402
+from engine.game.episode import play  # noqa: E402
+from engine.game.generator import HELDOUT_PATH  # noqa: E402
+from engine.game.interfaces import RULE_SETS, Exchange, persuader_side  # noqa: E402
+from engine.game.mindgames import SCENARIOS_PATH as MINDGAMES_PATH  # noqa: E402
+from engine.game.scenario import Scenario, load_file  # noqa: E402
+from engine.pipeline.metrics import wilson  # noqa: E402
+from engine.pipeline.trajectories import BatchStoreWriter, GenerationPlan, generate_trajectories  # noqa: E402
+from engine.players.belief import BeliefTracker  # noqa: E402
+from engine.players.registry import make_persuader  # noqa: E402
+from engine.players.targets.rational import PERSONALITIES, RationalTarget  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.targets.rational import PERSONALITIES, RationalTarget  # noqa: E402
-from engine.trajectories import BatchStoreWriter, GenerationPlan, generate_trajectories  # noqa: E402
 
 AGENTS = [  # (row label, persuader spec, condition)
     ("planner-hidden", "planner", "hidden"),
@@ -131,7 +131,7 @@ def print_tables(results: dict, console: Console) -> None:
 
 def stubborn_ceiling(scenarios) -> float:
     """Against `stubborn` (a bonus of 1 for its first choice) even every winning disclosure may not be enough."""
-    from engine.rules import choose, initial_choice, values, winning_disclosures
+    from engine.game.rules import choose, initial_choice, values, winning_disclosures
 
     wins = 0
     for s in scenarios:

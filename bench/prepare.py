@@ -26,10 +26,10 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the `engine` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from engine.episode import play  # noqa: E402
-from engine.generator import generate  # noqa: E402
-from engine.players import make_persuader, make_target, persuader_names  # noqa: E402
-from engine.targets.rational import PERSONALITIES  # noqa: E402
+from engine.game.episode import play  # noqa: E402
+from engine.game.generator import generate  # noqa: E402
+from engine.players.registry import make_persuader, make_target, persuader_names  # noqa: E402
+from engine.players.targets.rational import PERSONALITIES  # noqa: E402
 
 
 def make_trajectories(path: Path, n: int, distinct: int, seed: int = 7) -> str:

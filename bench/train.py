@@ -19,14 +19,14 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the `engine` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from engine.dataprep import sft_row, turn_examples  # noqa: E402
-from engine.episode import play  # noqa: E402
-from engine.generator import generate  # noqa: E402
+from engine.game.episode import play  # noqa: E402
+from engine.game.generator import generate  # noqa: E402
 from engine.jsonl import write_json_lines  # noqa: E402
-from engine.players import make_persuader, make_target  # noqa: E402
+from engine.pipeline.dataprep import sft_row, turn_examples  # noqa: E402
+from engine.pipeline.training import sft  # noqa: E402
+from engine.pipeline.training.config import load_config  # noqa: E402
+from engine.players.registry import make_persuader, make_target  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.training import sft  # noqa: E402
-from engine.training.config import load_config  # noqa: E402
 
 
 def planner_rows(n_games: int, seed: int) -> list[dict]:

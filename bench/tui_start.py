@@ -91,11 +91,11 @@ def tmux_first_paint(tries: int) -> list[float]:
 
 def build_big_store(path: str, n: int) -> float:
     """`n` sessions with two turns each, copied from a few real games with new ids, times and seeds."""
-    from engine.episode import play
-    from engine.persuaders.baselines import RevealAll
-    from engine.scenario import ScenarioLibrary
+    from engine.game.episode import play
+    from engine.game.scenario import ScenarioLibrary
+    from engine.players.persuaders.baselines import RevealAll
+    from engine.players.targets.rational import PERSONALITIES, RationalTarget
     from engine.store import Store, StoreListener
-    from engine.targets.rational import PERSONALITIES, RationalTarget
 
     started = time.perf_counter()
     scratch = Store(":memory:")

@@ -28,7 +28,7 @@ from engine.errors import LabError
 if TYPE_CHECKING:  # imported where used: with pandas and numpy (trl brings them) it costs ~0.8 s of every start
     import sqlite_utils
 
-    from engine.record import Episode, Turn
+    from engine.game.record import Episode, Turn
 
 DEFAULT_DB = "sessions.db"
 
@@ -622,7 +622,11 @@ def session_outcome(row: dict[str, Any]) -> str:
 
 def session_episode(store: Store, session_id: str) -> Episode:
     """A stored session as the record the episode loop built (kind and meta included)."""
-    from engine.record import Episode, Outcome, Turn  # pydantic is imported when a session is read, not at start-up
+    from engine.game.record import (  # pydantic is imported when a session is read, not at start-up
+        Episode,
+        Outcome,
+        Turn,
+    )
 
     row = store.get_session(session_id)
 

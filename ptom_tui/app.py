@@ -3,7 +3,7 @@
 The app only composes the panes; each pane drives `engine/` from thread workers and opens its own `Store` there
 (sqlite connections are per thread). Nothing here imports torch or transformers: panes import engine modules
 inside their workers, so the first paint does not wait for them.
-Long work (training, evaluation) is an `engine.jobs.Job` in a child process: the app keeps the ones it started,
+Long work (training, evaluation) is an `engine.pipeline.jobs.Job` in a child process: the app keeps the ones it started,
 polls them without blocking, tells the pane that started one when it ends (`JobEnded`), shows a failure's log in
 full, and on quit says which runs go on.
 """
@@ -35,7 +35,7 @@ from ptom_tui.screens.sessions import SessionsPane
 from ptom_tui.screens.training import TrainingPane
 
 if TYPE_CHECKING:
-    from engine.jobs import Job, JobProcess
+    from engine.pipeline.jobs import Job, JobProcess
     from engine.store import Store
 
 JOB_POLL_S = 1.0
@@ -183,7 +183,7 @@ class LabApp(App):
     # ----- jobs in child processes ----------------------------------------------------------------------------
     def start_job(self, job: Job, log: str | Path, owner: Widget) -> JobProcess:
         """Run `job` in a child process; `owner` hears `JobEnded` when it ends. The child outlives the app."""
-        from engine.jobs import start
+        from engine.pipeline.jobs import start
 
         process = start(job, log)
         self.jobs.append((process, owner))
@@ -231,7 +231,7 @@ class LabApp(App):
 
     def _run_names(self, running: list[JobProcess]) -> list[str]:
         """Each running job as the store knows it: a training run by its id once it has one."""
-        from engine.training import runs
+        from engine.pipeline.training import runs
 
         names = []
         for process in running:

@@ -8,7 +8,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 if TYPE_CHECKING:
-    from engine.jobs import JobProcess
+    from engine.pipeline.jobs import JobProcess
 
 
 class JobEnded(Message):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.scenario import ScenarioLibrary
+from engine.game.scenario import ScenarioLibrary
 from engine.store import Store
 
 

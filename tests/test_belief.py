@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.belief import BeliefTracker
-from engine.game import Exchange, HiddenState, Statement, persuader_side
-from engine.mindgames import SCENARIOS_PATH as MINDGAMES_PATH
-from engine.moves import Move, disclose
-from engine.rules import initial_choice
-from engine.scenario import load_file
+from engine.game.interfaces import Exchange, HiddenState, Statement, persuader_side
+from engine.game.mindgames import SCENARIOS_PATH as MINDGAMES_PATH
+from engine.game.moves import Move, disclose
+from engine.game.rules import initial_choice
+from engine.game.scenario import load_file
+from engine.players.belief import BeliefTracker
 
 
 def _tracker(scenario, condition="hidden"):
@@ -68,9 +68,9 @@ def test_behaviour_reveals_the_personality(business):
 
 def test_true_state_survives_a_whole_game(library):
     """Against the rule-based target, the likelihoods are the target's own numbers: the truth is never ruled out."""
-    from engine.episode import play
-    from engine.persuaders.planner import Planner
-    from engine.targets.rational import PERSONALITIES, RationalTarget
+    from engine.game.episode import play
+    from engine.players.persuaders.planner import Planner
+    from engine.players.targets.rational import PERSONALITIES, RationalTarget
 
     scenario = library.get("heldout-20261129-00003")
     for i, pers in enumerate(PERSONALITIES):
@@ -88,7 +88,7 @@ def test_true_state_survives_a_whole_game(library):
 
 
 def test_knowledge_prior_covers_every_number_of_known_facts():
-    from engine.belief import knowledge_size_prior
+    from engine.players.belief import knowledge_size_prior
 
     size_p = knowledge_size_prior(9)
     assert size_p.sum() == pytest.approx(1.0) and (size_p > 0).all()
@@ -129,9 +129,9 @@ def test_revealed_personality_is_believed(business):
 @pytest.mark.parametrize("rules", ["lab", "mindgames"])
 def test_true_state_survives_a_mindgames_game(rules):
     """A target that knows 5 of 9 facts, under either protocol: the truth stays the likeliest explanation."""
-    from engine.episode import play
-    from engine.persuaders.planner import Planner
-    from engine.targets.rational import PERSONALITIES, RationalTarget
+    from engine.game.episode import play
+    from engine.players.persuaders.planner import Planner
+    from engine.players.targets.rational import PERSONALITIES, RationalTarget
 
     scenario = load_file(MINDGAMES_PATH)[7]
     for i, pers in enumerate(PERSONALITIES):
@@ -144,7 +144,7 @@ def test_true_state_survives_a_mindgames_game(rules):
 
 
 def test_a_skeptical_target_may_not_take_a_first_claim_in(business):
-    from engine.rules import winning_disclosures
+    from engine.game.rules import winning_disclosures
 
     told = winning_disclosures(business) - business.target_knows
     for pers, believed in (("cooperative", True), ("skeptical", False)):

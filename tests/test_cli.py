@@ -129,7 +129,7 @@ def test_a_piped_list_prints_whole_values_in_tab_separated_columns():
 
 
 def test_every_list_command_takes_json(tmp_path, capsys):
-    from engine.training import runs
+    from engine.pipeline.training import runs
 
     db = str(tmp_path / "s.db")
     assert main(["play", "--db", db, "--persuader", "reveal-all", "--quiet"]) == 0

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from engine.cli import main
-from engine.scenario import DEFAULT_DIR
+from engine.game.scenario import DEFAULT_DIR
 from engine.store import Store
 
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from engine.cli import main
+from engine.pipeline.training import runs
 from engine.store import Store
-from engine.training import runs
 
 
 def _chat_file(tmp_path):

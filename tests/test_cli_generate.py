@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from engine.cli import main
-from engine.generator import HELDOUT_PATH
-from engine.scenario import DEFAULT_DIR
+from engine.game.generator import HELDOUT_PATH
+from engine.game.scenario import DEFAULT_DIR
+from engine.pipeline.trajectories import GenerationPlan, generate_trajectories, read_trajectories
 from engine.store import Store
-from engine.trajectories import GenerationPlan, generate_trajectories, read_trajectories
 
 
 def _lines(path) -> list[dict]:

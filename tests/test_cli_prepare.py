@@ -7,12 +7,12 @@ import json
 import pytest
 
 from engine.cli import main
-from engine.episode import play
-from engine.openai_format import example_breaches, validate_file
-from engine.persuaders.baselines import RandomPersuader
-from engine.scenario import ScenarioLibrary
+from engine.game.episode import play
+from engine.game.scenario import ScenarioLibrary
+from engine.pipeline.openai_format import example_breaches, validate_file
+from engine.players.persuaders.baselines import RandomPersuader
+from engine.players.targets.rational import PERSONALITIES, RationalTarget
 from engine.store import Store
-from engine.targets.rational import PERSONALITIES, RationalTarget
 
 GOOD = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.dataprep import (
+from engine.errors import LabError
+from engine.game.episode import play
+from engine.game.generator import signature
+from engine.game.interfaces import Persuader, PersuaderTurn
+from engine.game.moves import Move, parse_reply
+from engine.game.record import Episode
+from engine.game.scenario import load_file, write_jsonl
+from engine.pipeline.dataprep import (
     PrepareOptions,
     ScenarioCache,
     assign_splits,
@@ -21,17 +28,10 @@ from engine.dataprep import (
     to_prompt_completion,
     turn_examples,
 )
-from engine.episode import play
-from engine.errors import LabError
-from engine.game import Persuader, PersuaderTurn
-from engine.generator import signature
-from engine.moves import Move, parse_reply
-from engine.persuaders.baselines import RandomPersuader, RevealAll
-from engine.prompts import messages_for_view
-from engine.record import Episode
-from engine.scenario import load_file, write_jsonl
-from engine.targets.rational import PERSONALITIES, RationalTarget
-from engine.trajectories import TrajectoryError
+from engine.pipeline.trajectories import TrajectoryError
+from engine.players.persuaders.baselines import RandomPersuader, RevealAll
+from engine.players.prompts import messages_for_view
+from engine.players.targets.rational import PERSONALITIES, RationalTarget
 
 SMALL = ("business_vacation", "family_holiday", "city_budget", "hiring_decision", "apartment_hunt", "dinner_party")
 
@@ -69,7 +69,7 @@ def read(path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def trajs() -> list[dict]:
-    from engine.scenario import ScenarioLibrary
+    from engine.game.scenario import ScenarioLibrary
 
     lib = ScenarioLibrary()
     out = []
@@ -293,7 +293,7 @@ def test_progress_counts_every_conversation_then_tokens_then_files(tmp_path, src
 
 @pytest.mark.parametrize("fmt", ["chatml", "kto"])
 def test_batches_change_nothing_and_a_failure_writes_nothing(tmp_path, trajs, monkeypatch, fmt):
-    import engine.dataprep as dataprep
+    import engine.pipeline.dataprep as dataprep
 
     path = tmp_path / "t.jsonl"
     write(path, [*trajs, *trajs[:6]])  # copies under new ids: more conversations of the same scenarios

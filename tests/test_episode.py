@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from engine.episode import play
-from engine.game import Persuader, PersuaderTurn
-from engine.moves import Move, disclose
-from engine.persuaders.baselines import RandomPersuader, RevealAll
-from engine.targets.rational import RationalTarget
+from engine.game.episode import play
+from engine.game.interfaces import Persuader, PersuaderTurn
+from engine.game.moves import Move, disclose
+from engine.players.persuaders.baselines import RandomPersuader, RevealAll
+from engine.players.targets.rational import RationalTarget
 
 
 class Scripted(Persuader):

@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, evaluate, plan_episodes, run_trajectories
-from engine.game import PersuaderTurn
-from engine.metrics import paired
-from engine.persuaders.baselines import RevealAll
-from engine.players import register_persuader
+from engine.game.interfaces import PersuaderTurn
+from engine.pipeline.evaluation import EvalConfig, evaluate, plan_episodes, run_trajectories
+from engine.pipeline.metrics import paired
+from engine.players.persuaders.baselines import RevealAll
+from engine.players.registry import register_persuader
 
 HELDOUT = "scenarios/heldout.jsonl"
 
@@ -155,7 +155,7 @@ def test_list_runs_newest_first_with_the_episodes_a_running_run_has_done(store):
 
 def test_episode_draws_differ_across_scenarios_and_repeats(store, tmp_path):
     """Copies of one game under other ids: the random agent plays each differently (no longer one draw repeated)."""
-    from engine.scenario import load_file, write_jsonl
+    from engine.game.scenario import load_file, write_jsonl
 
     base = load_file(HELDOUT)[0]
     copies = tmp_path / "copies.jsonl"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.generator import generate, heldout_signatures, make_heldout, signature
-from engine.rules import start_tie, why_not_interesting
-from engine.scenario import ScenarioLibrary, load_file
+from engine.game.generator import generate, heldout_signatures, make_heldout, signature
+from engine.game.rules import start_tie, why_not_interesting
+from engine.game.scenario import ScenarioLibrary, load_file
 
 
 def test_same_seed_same_scenarios_and_all_interesting():
@@ -26,7 +26,7 @@ def test_training_output_never_repeats_a_heldout_scenario():
     held = heldout_signatures()
     assert len(held) == 100
     # The held-out set is drawn from the same stream: seed it identically and the generator must skip all 100.
-    from engine.generator import HELDOUT_SEED
+    from engine.game.generator import HELDOUT_SEED
 
     made = list(generate(150, seed=HELDOUT_SEED))
     assert not held & {signature(s) for s in made}

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from engine.episode import play
 from engine.errors import LabError
-from engine.game import Statement
-from engine.moves import Move
-from engine.persuaders.baselines import RevealAll
-from engine.persuaders.human import HumanPersuader, split_human_message
-from engine.players import make_persuader, make_target
-from engine.targets.human import HumanTarget
-from engine.targets.rational import RationalTarget
+from engine.game.episode import play
+from engine.game.interfaces import Statement
+from engine.game.moves import Move
+from engine.players.persuaders.baselines import RevealAll
+from engine.players.persuaders.human import HumanPersuader, split_human_message
+from engine.players.registry import make_persuader, make_target
+from engine.players.targets.human import HumanTarget
+from engine.players.targets.rational import RationalTarget
 
 
 def script(*answers: str):

@@ -1,4 +1,4 @@
-"""Jobs as data (`engine.jobs`): built from the engine's settings, run here or in a child process that logs."""
+"""Jobs as data (`engine.pipeline.jobs`): built from the engine's settings, run here or in a child process that logs."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from engine import jobs
-from engine.dataprep import PrepareOptions
 from engine.errors import LabError
-from engine.evaluation import EvalConfig
+from engine.pipeline import jobs
+from engine.pipeline.dataprep import PrepareOptions
+from engine.pipeline.evaluation import EvalConfig
+from engine.pipeline.training.config import TrainConfig
+from engine.pipeline.trajectories import GenerationPlan
 from engine.store import Store
-from engine.training.config import TrainConfig
-from engine.trajectories import GenerationPlan
 
 HELDOUT = str(Path(__file__).resolve().parent.parent / "scenarios" / "heldout.jsonl")
 

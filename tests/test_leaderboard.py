@@ -7,8 +7,8 @@ import json
 import pytest
 
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, evaluate
-from engine.leaderboard import build, entries_for_runs, markdown, table, write
+from engine.pipeline.evaluation import EvalConfig, evaluate
+from engine.pipeline.leaderboard import build, entries_for_runs, markdown, table, write
 
 HELDOUT = "scenarios/heldout.jsonl"
 

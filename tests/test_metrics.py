@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from engine import metrics
+from engine.pipeline import metrics
 
 
 def traj(success: bool, turns: list[dict], *, status: str = "finished", sid: str = "s1", seed: int = 0,

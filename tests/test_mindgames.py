@@ -12,12 +12,10 @@ from dataclasses import replace
 import pytest
 
 from engine.cli import main
-from engine.episode import play
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, evaluate, run_trajectories
-from engine.game import Persuader, PersuaderTurn, PersuaderView
-from engine.leaderboard import Entry, build, markdown
-from engine.mindgames import (
+from engine.game.episode import play
+from engine.game.interfaces import Persuader, PersuaderTurn, PersuaderView
+from engine.game.mindgames import (
     PUBLISHED_PATH,
     REJECTED_REPLY,
     SCENARIOS_PATH,
@@ -33,10 +31,12 @@ from engine.mindgames import (
     read_stories,
     to_scenario,
 )
-from engine.moves import disclose, parse_moves
-from engine.scenario import Scenario, load_file
-from engine.targets.rational import RationalTarget
-from engine.trajectories import GenerationPlan, generate_trajectories
+from engine.game.moves import disclose, parse_moves
+from engine.game.scenario import Scenario, load_file
+from engine.pipeline.evaluation import EvalConfig, evaluate, run_trajectories
+from engine.pipeline.leaderboard import Entry, build, markdown
+from engine.pipeline.trajectories import GenerationPlan, generate_trajectories
+from engine.players.targets.rational import RationalTarget
 
 GAMES = SHARED_DIR / "games.csv"
 needs_records = pytest.mark.skipif(not GAMES.exists(), reason="MindGames records (../shared/mindgames) absent")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.moves import Move, MoveSyntaxError, format_reply, parse_move, parse_moves, parse_reply
+from engine.game.moves import Move, MoveSyntaxError, format_reply, parse_move, parse_moves, parse_reply
 
 
 def test_each_move_kind_round_trips(business):

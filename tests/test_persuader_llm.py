@@ -7,12 +7,12 @@ import json
 import pytest
 from fake_api import TEST_KEY, FakeAPI, point_sdks_at
 
-from engine.episode import play
 from engine.errors import LabError
-from engine.persuaders.llm import read_belief, read_counterfactual
-from engine.players import make_persuader
+from engine.game.episode import play
+from engine.players.persuaders.llm import read_belief, read_counterfactual
+from engine.players.registry import make_persuader
+from engine.players.targets.rational import RationalTarget
 from engine.store import StoreListener
-from engine.targets.rational import RationalTarget
 
 GOOD = (
     "REASONING: She may not know that B is cheap.\n"
@@ -126,7 +126,7 @@ def test_streaming_persuader_passes_text_as_it_comes(api, business):
 def test_bad_belief_option_and_readers():
     with pytest.raises(LabError, match="belief mode"):
         make_persuader("openai-compatible:http://127.0.0.1:9/v1:m?belief=psychic")
-    from engine.scenario import ScenarioLibrary
+    from engine.game.scenario import ScenarioLibrary
 
     s = ScenarioLibrary().get("business_vacation")
     assert read_belief("", s) is None and read_counterfactual("", s) is None

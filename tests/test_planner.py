@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from engine.episode import play
 from engine.errors import LabError
-from engine.generator import HELDOUT_PATH
-from engine.mindgames import SCENARIOS_PATH as MINDGAMES_PATH
-from engine.persuaders.planner import Planner, parse_spec
-from engine.players import make_persuader
-from engine.scenario import load_file
-from engine.targets.rational import RationalTarget
+from engine.game.episode import play
+from engine.game.generator import HELDOUT_PATH
+from engine.game.mindgames import SCENARIOS_PATH as MINDGAMES_PATH
+from engine.game.scenario import load_file
+from engine.players.persuaders.planner import Planner, parse_spec
+from engine.players.registry import make_persuader
+from engine.players.targets.rational import RationalTarget
 
 
 @pytest.fixture(scope="module")

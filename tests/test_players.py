@@ -2,9 +2,9 @@
 
 import pytest
 
-from engine import players
 from engine.errors import LabError
-from engine.spec import PlayerSpec
+from engine.players import registry as players
+from engine.players.spec import PlayerSpec
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine import pricing
 from engine.errors import LabError
+from engine.llm import pricing
 
 
 def test_table_is_sane():
@@ -18,7 +18,7 @@ def test_cost_is_tokens_times_epochs_times_price():
     p = pricing.price("gpt-4o-mini-2024-07-18").usd_per_million
     assert pricing.training_cost(1_000_000, 3, "gpt-4o-mini-2024-07-18") == pytest.approx(3 * p)
     assert pricing.training_cost(0, 3) == 0
-    with pytest.raises(LabError, match="engine/pricing.py"):
+    with pytest.raises(LabError, match="engine/llm/pricing.py"):
         pricing.price("gpt-99")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import LabError
-from engine.game import Statement
-from engine.moves import Move, disclose, parse_moves
-from engine.targets.rational import PERSONALITIES, RationalTarget, personality, resolve_personality
+from engine.game.interfaces import Statement
+from engine.game.moves import Move, disclose, parse_moves
+from engine.players.targets.rational import PERSONALITIES, RationalTarget, personality, resolve_personality
 
 
 def started(scenario, name="cooperative", seed=1) -> RationalTarget:

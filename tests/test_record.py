@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.episode import play
-from engine.moves import disclose
-from engine.persuaders.baselines import RevealAll
-from engine.record import Episode, Refusal, Turn, json_schema_text
+from engine.game.episode import play
+from engine.game.moves import disclose
+from engine.game.record import Episode, Refusal, Turn, json_schema_text
+from engine.players.persuaders.baselines import RevealAll
+from engine.players.targets.rational import RationalTarget
 from engine.store import Store, session_trajectory
-from engine.targets.rational import RationalTarget
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "trajectory.schema.json"
 

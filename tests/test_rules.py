@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.rules import (
+from engine.game.rules import (
     choose,
     choose_array,
     initial_choice,
@@ -17,7 +17,7 @@ from engine.rules import (
     why_not_interesting,
     winning_disclosures,
 )
-from engine.scenario import DEFAULT_DIR, ScenarioError, load_file
+from engine.game.scenario import DEFAULT_DIR, ScenarioError, load_file
 
 
 def test_values_sum_known_facts_only(business):
@@ -64,8 +64,8 @@ def test_winning_disclosures_make_the_goal_unique_best(business):
 
 
 def test_at_the_end_a_tie_keeps_the_current_choice_whatever_the_order(business):
-    from engine.moves import disclose
-    from engine.targets.rational import RationalTarget
+    from engine.game.moves import disclose
+    from engine.players.targets.rational import RationalTarget
 
     # starts on B (A=-1, B=+1, C=0); then A and C tie at +1 above B: the target stays on B, then A alone leads
     for proposals in (business.proposals, business.proposals[::-1]):
@@ -82,9 +82,9 @@ def test_at_the_end_a_tie_keeps_the_current_choice_whatever_the_order(business):
 def test_heldout_outcomes_do_not_depend_on_the_proposal_order(agent):
     """Every held-out scenario played with its proposals listed in another order ends the same way (each against
     one of the personalities in turn: the stubborn bonus and the impulsive draw must not depend on the order either)."""
-    from engine.episode import play
-    from engine.players import make_persuader
-    from engine.targets.rational import PERSONALITIES, RationalTarget
+    from engine.game.episode import play
+    from engine.players.registry import make_persuader
+    from engine.players.targets.rational import PERSONALITIES, RationalTarget
 
     for i, scenario in enumerate(load_file(DEFAULT_DIR / "heldout.jsonl")):
         personality = list(PERSONALITIES)[i % len(PERSONALITIES)]

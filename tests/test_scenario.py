@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.scenario import DEFAULT_DIR, Scenario, ScenarioError, ScenarioLibrary, load_file, load_path
+from engine.game.scenario import DEFAULT_DIR, Scenario, ScenarioError, ScenarioLibrary, load_file, load_path
 
 
 def small(**over) -> dict:

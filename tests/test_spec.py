@@ -11,9 +11,9 @@ import pytest
 
 from engine.cli import build_parser, main
 from engine.errors import LabError
-from engine.players import canonical, make_persuader, make_target, spec_list
-from engine.spec import PlayerSpec, parse, parse_weighted
-from engine.trajectories import parse_mix
+from engine.pipeline.trajectories import parse_mix
+from engine.players.registry import canonical, make_persuader, make_target, spec_list
+from engine.players.spec import PlayerSpec, parse, parse_weighted
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -9,12 +9,12 @@ import textwrap
 
 import pytest
 
-from engine.episode import play
-from engine.game import Persuader, PersuaderTurn
-from engine.moves import Move
-from engine.persuaders.baselines import RevealAll
+from engine.game.episode import play
+from engine.game.interfaces import Persuader, PersuaderTurn
+from engine.game.moves import Move
+from engine.players.persuaders.baselines import RevealAll
+from engine.players.targets.rational import RationalTarget
 from engine.store import MIGRATIONS, Store, StoreListener, session_trajectory
-from engine.targets.rational import RationalTarget
 
 
 def test_migrations_apply_once_and_wal_is_on(tmp_path):

@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 from fake_api import FakeAPI, point_sdks_at
 
-from engine.episode import play
-from engine.game import Statement
-from engine.moves import Move, disclose
-from engine.persuaders.baselines import RevealAll
-from engine.players import make_target, target_names
+from engine.game.episode import play
+from engine.game.interfaces import Statement
+from engine.game.moves import Move, disclose
+from engine.players.persuaders.baselines import RevealAll
+from engine.players.registry import make_target, target_names
+from engine.players.targets.llm import LLMTarget, parse_target_reply
 from engine.store import StoreListener
-from engine.targets.llm import LLMTarget, parse_target_reply
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from engine.episode import play
 from engine.errors import LabError
-from engine.persuaders.baselines import RandomPersuader, RevealAll
-from engine.targets.rational import RationalTarget
-from engine.tokens import _encode_lengths, count_chats, count_texts, cuts_exactly, load_tokenizer, render_chats
+from engine.game.episode import play
+from engine.pipeline.tokens import _encode_lengths, count_chats, count_texts, cuts_exactly, load_tokenizer, render_chats
+from engine.players.persuaders.baselines import RandomPersuader, RevealAll
+from engine.players.targets.rational import RationalTarget
 
 TRICKY = [
     "",
@@ -25,8 +25,8 @@ TRICKY = [
 
 @pytest.fixture(scope="module")
 def chats(library) -> list[list[dict]]:
-    from engine.dataprep import turn_examples
-    from engine.record import Episode
+    from engine.game.record import Episode
+    from engine.pipeline.dataprep import turn_examples
 
     out = []
     for i, sid in enumerate(("business_vacation", "framework_choice")):
@@ -38,7 +38,7 @@ def chats(library) -> list[list[dict]]:
 
 @pytest.fixture(scope="module")
 def library():
-    from engine.scenario import ScenarioLibrary
+    from engine.game.scenario import ScenarioLibrary
 
     return ScenarioLibrary()
 

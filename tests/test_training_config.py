@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import LabError
-from engine.training.config import load_config
+from engine.pipeline.training.config import load_config
 
 
 def test_cli_overrides_yaml(tmp_path):

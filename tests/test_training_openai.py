@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from engine.errors import LabError
-from engine.training import openai_ft, runs
-from engine.training.config import load_config
+from engine.pipeline.training import openai_ft, runs
+from engine.pipeline.training.config import load_config
 
 MESSAGES = [{"role": "system", "content": "Persuade."}, {"role": "user", "content": "Start."},
             {"role": "assistant", "content": "MOVES: ask_choice\nMESSAGE: Which do you prefer?"}]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from transformers import TrainerCallback
 
-from engine.training import preference, runs
-from engine.training.config import load_config
+from engine.pipeline.training import preference, runs
+from engine.pipeline.training.config import load_config
 from tests.training_rows import write_rows
 
 pytestmark = pytest.mark.slow

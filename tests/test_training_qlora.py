@@ -18,8 +18,8 @@ import torch
 from transformers import TrainerCallback
 
 from engine.llm.base import GenerationOptions
-from engine.training import runs, sft
-from engine.training.config import load_config
+from engine.pipeline.training import runs, sft
+from engine.pipeline.training.config import load_config
 from tests.training_rows import chat_rows, write_rows
 
 CUDA = torch.cuda.is_available()

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from engine.errors import LabError
-from engine.training import runs
-from engine.training.data import load_rows
+from engine.pipeline.training import runs
+from engine.pipeline.training.data import load_rows
 
 
 def _start(store, output="models/demo"):

@@ -10,8 +10,8 @@ import pytest
 from transformers import TrainerCallback
 
 from engine.errors import LabError
-from engine.training import runs, sft
-from engine.training.config import load_config
+from engine.pipeline.training import runs, sft
+from engine.pipeline.training.config import load_config
 from tests.training_rows import chat_rows, write_rows
 
 pytestmark = pytest.mark.slow

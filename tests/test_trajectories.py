@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from engine.episode import play
-from engine.persuaders.baselines import RevealAll
-from engine.targets.rational import RationalTarget
-from engine.trajectories import TrajectoryError, read_trajectories, validate_trajectory
+from engine.game.episode import play
+from engine.pipeline.trajectories import TrajectoryError, read_trajectories, validate_trajectory
+from engine.players.persuaders.baselines import RevealAll
+from engine.players.targets.rational import RationalTarget
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ import math
 
 import pytest
 
-from engine.dataprep import PrepareOptions, prepare, to_prompt_completion
-from engine.episode import play
-from engine.persuaders.baselines import RandomPersuader, RevealAll
-from engine.scenario import Scenario
-from engine.targets.rational import PERSONALITIES, RationalTarget
+from engine.game.episode import play
+from engine.game.scenario import Scenario
+from engine.pipeline.dataprep import PrepareOptions, prepare, to_prompt_completion
+from engine.players.persuaders.baselines import RandomPersuader, RevealAll
+from engine.players.targets.rational import PERSONALITIES, RationalTarget
 
 pytest.importorskip("trl")
 LAYERS = 2

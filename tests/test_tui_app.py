@@ -14,9 +14,9 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, ProgressBar, RichLog, Select, TabbedContent
 from tui_fixtures import build_store
 
-from engine import jobs
+from engine.pipeline import jobs
+from engine.pipeline.training.config import TrainConfig
 from engine.store import Store
-from engine.training.config import TrainConfig
 from ptom_tui.app import ACTIONS, PANES, LabApp
 
 
@@ -186,7 +186,7 @@ async def test_a_pane_action_in_its_own_pane_keeps_the_focus(db):
 TRAINER = """
 import sys, time
 from engine.store import Store
-from engine.training import runs
+from engine.pipeline.training import runs
 store = Store(sys.argv[1])
 run_id = runs.start_run(store, {}, backend="local", method="sft", base_model="m", data_path="d", output_dir="o",
                         name="live", run_id="live-run")
@@ -228,7 +228,7 @@ async def test_overlapping_polls_show_each_training_step_once(tmp_path):
     runs); both deliver the same new steps, and the log and the curve must hold each step once."""
     from tui_fixtures import build_store
 
-    from engine.training import runs
+    from engine.pipeline.training import runs
 
     path = str(tmp_path / "fixed.db")
     build_store(path).close()
@@ -257,7 +257,7 @@ async def test_evaluation_leaderboard_ranks_runs_with_intervals(db):
         await pilot.press("f5")
         table = app.query_one("#eval-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
-        # ranked by success rate as engine.metrics computed it, with its 95% (Wilson) interval
+        # ranked by success rate as engine.pipeline.metrics computed it, with its 95% (Wilson) interval
         assert [table.get_row_at(i)[1] for i in range(2)] == ["greedy-vs-rational", "reveal-all-vs-rational"]
         assert table.get_row_at(0)[4] == "0.67" and table.get_row_at(0)[5] == "[0.39, 0.86]"
         assert table.get_row_at(0)[6] == "12"
@@ -537,7 +537,7 @@ async def test_letters_typed_in_the_search_box_never_act_on_the_table(db):
 
 async def test_the_training_pane_follows_the_running_run_not_the_newest(tmp_path):
     """After a restart the pane shows the run that is training, even when a newer one has ended."""
-    from engine.training import runs
+    from engine.pipeline.training import runs
 
     path = str(tmp_path / "s.db")
     store = build_store(path)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.episode import play
-from engine.evaluation import EvalConfig, evaluate
-from engine.persuaders.baselines import RevealAll
-from engine.scenario import ScenarioLibrary
+from engine.game.episode import play
+from engine.game.scenario import ScenarioLibrary
+from engine.pipeline.evaluation import EvalConfig, evaluate
+from engine.pipeline.training import runs
+from engine.players.persuaders.baselines import RevealAll
+from engine.players.targets.rational import RationalTarget
 from engine.store import Store, StoreListener
-from engine.targets.rational import RationalTarget
-from engine.training import runs
 
 HELDOUT = Path(__file__).resolve().parent.parent / "scenarios" / "heldout.jsonl"
 
@@ -34,7 +34,7 @@ def build_store(path: str | Path) -> Store:
     for step in range(1, 21):
         runs.add_step(store, run_id, {"step": step, "loss": 3.0 - step * 0.09, "tokens_per_s": 150.0,
                                       "eta_s": (20 - step) * 2.0, "epoch": step / 20})
-    # two real evaluation runs (engine.evaluation), played in a scratch store; their rows are copied with fixed
+    # two real evaluation runs (engine.pipeline.evaluation), played in a scratch store; their rows are copied with fixed
     # ids and times, and without the wall-clock timing, so the leaderboard is the same on every run
     scratch = Store(":memory:")
     for i, model in enumerate(("greedy", "reveal-all")):

@@ -8,12 +8,12 @@ import uuid
 
 from engine.cli.common import add_json_flag, console, open_store, positive_int, print_rows, progress
 from engine.errors import LabError
-from engine.evaluation import EvalConfig, RunResult, evaluate, load_scenarios
-from engine.game import RULE_SETS
-from engine.leaderboard import ROW_COLUMNS, build, entries_for_runs, num, pct, rows, table, write
-from engine.mindgames import load_published
-from engine.players import canonical, spec_list
-from engine.record import Episode
+from engine.game.interfaces import RULE_SETS
+from engine.game.mindgames import load_published
+from engine.game.record import Episode
+from engine.pipeline.evaluation import EvalConfig, RunResult, evaluate, load_scenarios
+from engine.pipeline.leaderboard import ROW_COLUMNS, build, entries_for_runs, num, pct, rows, table, write
+from engine.players.registry import canonical, spec_list
 from engine.store import Store
 
 DEFAULT_NUM_EVAL = 100  # the held-out set's size

@@ -1,7 +1,7 @@
 """`ptom-lab finetune ...` (LoRA/QLoRA SFT, KTO, DPO, or the OpenAI API) and `ptom-lab runs list|show|follow`.
 
 Flags default to None so that only the flags actually given override the `--config` YAML file (and, with
-`--resume`, the resumed run's stored config). Training itself lives in `engine.training`, imported on use.
+`--resume`, the resumed run's stored config). Training itself lives in `engine.pipeline.training`, imported on use.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def finetune(args: argparse.Namespace) -> int:
-    from engine.training import runs
-    from engine.training.config import load_config
+    from engine.pipeline.training import runs
+    from engine.pipeline.training.config import load_config
 
     store = open_store(args)
     base = None
@@ -98,11 +98,11 @@ def finetune(args: argparse.Namespace) -> int:
         base = runs.run_config(row)
     cfg = load_config(args.config, overrides(args), base)
     if cfg.backend == "openai":
-        from engine.training import openai_ft
+        from engine.pipeline.training import openai_ft
 
         result = openai_ft.train(cfg, store, resume=args.resume, say=lambda text: console.print(text, markup=False))
     else:
-        from engine.training import loop, preference, sft
+        from engine.pipeline.training import loop, preference, sft
 
         trainer = sft if cfg.method == "sft" else preference
         loop.check_environment(cfg)  # a missing GPU or package is the only line printed
@@ -136,7 +136,7 @@ RUN_COLUMNS = ("id", "status", "backend", "method", "step", "total_steps", "loss
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    from engine.training import runs
+    from engine.pipeline.training import runs
 
     store = open_store(args)
     rows = []
@@ -185,7 +185,7 @@ def _print_end(row: dict[str, Any]) -> None:
 
 
 def show_run(args: argparse.Namespace) -> int:
-    from engine.training import runs
+    from engine.pipeline.training import runs
 
     store = open_store(args)
     row = runs.get_run(store, args.run)
@@ -203,7 +203,7 @@ def show_run(args: argparse.Namespace) -> int:
 
 def follow_run(args: argparse.Namespace) -> int:
     """Poll the store: another terminal (or the TUI) sees exactly what the trainer wrote."""
-    from engine.training import runs
+    from engine.pipeline.training import runs
 
     store = open_store(args)
     row = runs.get_run(store, args.run)

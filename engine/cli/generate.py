@@ -13,10 +13,10 @@ from rich.table import Table
 from engine.cli.common import console, open_store, positive_int, progress
 from engine.errors import LabError
 from engine.files import atomic_write, check_writable_folder
-from engine.game import CONDITIONS, RULE_SETS
-from engine.metrics import outcome_summary
-from engine.spec import parse
-from engine.trajectories import BatchStoreWriter, GenerationPlan, generate_trajectories, parse_mix
+from engine.game.interfaces import CONDITIONS, RULE_SETS
+from engine.pipeline.metrics import outcome_summary
+from engine.pipeline.trajectories import BatchStoreWriter, GenerationPlan, generate_trajectories, parse_mix
+from engine.players.spec import parse
 
 EPILOG = """\
 persuader specs: planner | planner?noise=0.3 (a random non-best move 30% of turns) | planner:weak (noise 0.35,
@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def _scenarios(path: str | None, allow_heldout: bool):
     if path is None:
         return None
-    from engine.generator import heldout_signatures, signature
-    from engine.scenario import load_path
+    from engine.game.generator import heldout_signatures, signature
+    from engine.game.scenario import load_path
 
     scenarios = load_path(path)
     if not allow_heldout:

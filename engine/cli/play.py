@@ -9,14 +9,14 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from engine.cli.common import add_json_flag, console, err_console, open_store, positive_int, print_rows
-from engine.episode import play
-from engine.game import CONDITIONS, RULE_SETS
-from engine.players import make_persuader, make_target
-from engine.record import Episode, Turn
-from engine.scenario import ScenarioLibrary
+from engine.game.episode import play
+from engine.game.interfaces import CONDITIONS, RULE_SETS
+from engine.game.record import Episode, Turn
+from engine.game.scenario import ScenarioLibrary
+from engine.game.transcript import header, outcome_lines, turn_lines
+from engine.players.registry import make_persuader, make_target
+from engine.players.targets.rational import resolve_personality
 from engine.store import StoreListener
-from engine.targets.rational import resolve_personality
-from engine.transcript import header, outcome_lines, turn_lines
 
 
 class TranscriptPrinter:
@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def list_players(args: argparse.Namespace) -> int:
-    """Every kind each role accepts, with the arguments and options its spec may hold (`engine.spec`)."""
-    from engine.players import kinds
+    """Every kind each role accepts, with the arguments and options its spec may hold (`engine.players.spec`)."""
+    from engine.players.registry import kinds
 
     rows = [
         {"role": role, "name": name, "argument": "any" if kind.arguments is None else " | ".join(kind.arguments),

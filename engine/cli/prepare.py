@@ -11,11 +11,11 @@ from typing import Any
 
 from rich.table import Table
 
-from engine import pricing
 from engine.cli.common import console, open_store, positive_int
-from engine.dataprep import FORMATS
 from engine.errors import LabError
 from engine.files import check_writable_folder
+from engine.llm import pricing
+from engine.pipeline.dataprep import FORMATS
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.dataprep import PrepareOptions, prepare, record_dataset
+    from engine.pipeline.dataprep import PrepareOptions, prepare, record_dataset
 
     if not args.input or not args.output:
         raise LabError("prepare needs --input TRAJECTORIES.jsonl and --output TRAINING.jsonl (or: prepare check-openai FILE)")
@@ -131,7 +131,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from engine.openai_format import validate_file
+    from engine.pipeline.openai_format import validate_file
 
     limit = pricing.price(args.openai_model).example_token_limit
     with console.status("checking"):

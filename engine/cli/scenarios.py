@@ -11,9 +11,9 @@ from rich.table import Table
 from engine.cli.common import add_json_flag, console, print_rows
 from engine.errors import LabError
 from engine.files import check_writable_folder, write_text
-from engine.mindgames import SHARED_DIR, import_scenarios, published_file, read_games
-from engine.rules import initial_choice, winning_disclosures
-from engine.scenario import ScenarioLibrary, fact_key, load_path, write_jsonl
+from engine.game.mindgames import SHARED_DIR, import_scenarios, published_file, read_games
+from engine.game.rules import initial_choice, winning_disclosures
+from engine.game.scenario import ScenarioLibrary, fact_key, load_path, write_jsonl
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -94,7 +94,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from engine.generator import generate as make
+    from engine.game.generator import generate as make
 
     if args.n < 1:
         raise LabError("--n must be at least 1")

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from engine.cli.common import add_json_flag, console, open_store, print_rows
 from engine.files import write_text
+from engine.game.transcript import markdown
 from engine.store import session_outcome, session_trajectory
-from engine.transcript import markdown
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from engine.cli.common import add_json_flag, console, open_store, print_rows
 from engine.errors import LabError
-from engine.record import Episode, json_schema_text
-from engine.trajectories import read_trajectories, summarise
+from engine.game.record import Episode, json_schema_text
+from engine.pipeline.trajectories import read_trajectories, summarise
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

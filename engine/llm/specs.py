@@ -6,7 +6,7 @@
     local[:PATH[+ADAPTER]]            transformers; '' or 'embedded' is the embedded SmolLM2-135M-Instruct
     claude-sonnet-4, gpt-4o, ...      aliases from engine.llm.catalog
 
-Any spec may end with options after '?', joined by '&' (the grammar is `engine.spec`): `belief=tracker|self`
+Any spec may end with options after '?', joined by '&' (the grammar is `engine.players.spec`): `belief=tracker|self`
 (persuaders), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16`
 (local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from engine.errors import LabError
 from engine.llm.base import Backend, GenerationOptions
 from engine.llm.catalog import resolve
-from engine.spec import PlayerSpec, parse
+from engine.players.spec import PlayerSpec, parse
 
 SETTINGS = ("max_tokens", "temperature", "4bit", "dtype")  # how the model runs, not which player it is
 OPTION_NAMES = ("belief", *SETTINGS)

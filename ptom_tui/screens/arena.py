@@ -1,6 +1,6 @@
 """Arena: one game between a chosen persuader and human, played live in a thread worker.
 
-The game is `engine.episode.play`; this pane only picks the players, listens to the loop (each event is posted
+The game is `engine.game.episode.play`; this pane only picks the players, listens to the loop (each event is posted
 to the pane as a message, and each turn committed by `StoreListener` as it ends) and, when the researcher plays
 a side (`me`), hands the player an `ask` that blocks the worker until the Input is submitted.
 Escape cancels: the next check (a streamed token, the human's wait, the end of a turn) raises KeyboardInterrupt
@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 from textual.worker import Worker, get_current_worker
 
-from engine.game import CONDITIONS, HUMAN_BRIEF_HEADER
+from engine.game.interfaces import CONDITIONS, HUMAN_BRIEF_HEADER
 from ptom_tui.messages import ReportsFailures
 from ptom_tui.widgets.belief import BeliefPanel
 from ptom_tui.widgets.transcript import Transcript
@@ -190,9 +190,9 @@ class ArenaPane(ReportsFailures, Vertical):
     @work(thread=True, group="arena-choices", exit_on_error=False)
     def load_choices(self) -> None:
         """Player names import every player module once: off the UI thread, so the first paint is not held."""
-        from engine.players import persuader_names, target_names
-        from engine.scenario import ScenarioLibrary
-        from engine.targets.rational import PERSONALITIES
+        from engine.game.scenario import ScenarioLibrary
+        from engine.players.registry import persuader_names, target_names
+        from engine.players.targets.rational import PERSONALITIES
 
         scenarios = sorted(ScenarioLibrary().all())
         helps = {"persuader": persuader_names(), "target": target_names()}
@@ -296,10 +296,10 @@ class ArenaPane(ReportsFailures, Vertical):
     # ----- the game (worker thread) --------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="arena-game", exit_on_error=False)
     def run_game(self, s: dict[str, Any]) -> str:
-        from engine.episode import play
         from engine.errors import LabError
-        from engine.players import make_persuader, make_target
-        from engine.scenario import ScenarioLibrary
+        from engine.game.episode import play
+        from engine.game.scenario import ScenarioLibrary
+        from engine.players.registry import make_persuader, make_target
         from engine.store import StoreListener
 
         worker = get_current_worker()

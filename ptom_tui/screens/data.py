@@ -68,7 +68,7 @@ class DataPane(ReportsFailures, Vertical):
         self.trajectories: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
-        from engine.dataprep import FORMATS  # here, after the first frame (the pane is lazy): not at start-up
+        from engine.pipeline.dataprep import FORMATS  # here, after the first frame (the pane is lazy): not at start-up
 
         # compact rows: the preview keeps most of an 80x24 terminal
         with Horizontal(classes="filters"):
@@ -133,7 +133,7 @@ class DataPane(ReportsFailures, Vertical):
     @work(thread=True, exclusive=True, group="data-read", exit_on_error=False)
     def load(self, path: str) -> None:
         """A file that cannot be read raises `LabError`: the app says why (`ReportsFailures`)."""
-        from engine.trajectories import TrajectoryReader, summarise
+        from engine.pipeline.trajectories import TrajectoryReader, summarise
 
         try:
             reader = TrajectoryReader(path, skip_bad=True)
@@ -198,8 +198,8 @@ class DataPane(ReportsFailures, Vertical):
     @work(thread=True, exclusive=True, group="data-job", exit_on_error=False)
     def generate(self, path: str, n: int, repeats: int = 1) -> None:
         """The engine's generate job, run in this worker (not a child): the bar moves with each conversation."""
-        from engine.jobs import generate_job, run
-        from engine.trajectories import GenerationPlan
+        from engine.pipeline.jobs import generate_job, run
+        from engine.pipeline.trajectories import GenerationPlan
 
         job = generate_job(GenerationPlan(n=n, repeats=repeats), path, self.app.db_path)
         made = run(job, say=lambda text: None, progress=lambda done, total: self.post_message(self.Progress(done, total)))
@@ -214,8 +214,8 @@ class DataPane(ReportsFailures, Vertical):
     @work(thread=True, exclusive=True, group="data-job", exit_on_error=False)
     def prepare(self, source: str, output: str, fmt: str) -> None:
         """The engine's prepare job, run in this worker: a few hundred bar updates at most."""
-        from engine.dataprep import PrepareOptions
-        from engine.jobs import prepare_job, run
+        from engine.pipeline.dataprep import PrepareOptions
+        from engine.pipeline.jobs import prepare_job, run
 
         def progress(done: int, total: int | None) -> None:
             if total is None or done == total or done % 50 == 0 or done >= total - 2:
@@ -249,14 +249,14 @@ class DataPane(ReportsFailures, Vertical):
 
 
 def _preview_items(trajectories: list[dict[str, Any]], i: int, fmt: str) -> list[RenderableType]:
-    """Conversation `i` of the file as `fmt`: its transcript, or its training rows from `engine.dataprep`."""
+    """Conversation `i` of the file as `fmt`: its transcript, or its training rows from `engine.pipeline.dataprep`."""
     traj = trajectories[i]
     if fmt == "transcript":
-        from engine.transcript import markdown
+        from engine.game.transcript import markdown
 
         return [Markdown(markdown(traj.to_trajectory()))]
-    from engine.dataprep import dpo_pairs, dpo_row, kto_row, sft_row, turn_examples
     from engine.errors import LabError
+    from engine.pipeline.dataprep import dpo_pairs, dpo_row, kto_row, sft_row, turn_examples
 
     try:
         if fmt == "dpo":  # pairs come from conversations that share a state: pair this one against the file

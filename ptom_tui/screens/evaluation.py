@@ -1,6 +1,6 @@
 """Evaluation: launch an evaluation run, watch its progress, and the leaderboard of every evaluation run.
 
-Evaluation itself is `engine/evaluation.py`; the pane builds an `EvalConfig` into an `engine.jobs` evaluate job
+Evaluation itself is `engine/pipeline/evaluation.py`; the pane builds an `EvalConfig` into an `engine.pipeline.jobs` evaluate job
 (a child process) and reads the store: `eval_runs` (config, status, `results_json`, `n_planned`) and the sessions
 that carry each run's `run_id`. So a run started in another terminal shows up here too.
 """
@@ -19,18 +19,18 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
 
 from engine.errors import LabError
-from engine.game import CONDITIONS
+from engine.game.interfaces import CONDITIONS
 from ptom_tui.messages import JobEnded, ReportsFailures
 
 if TYPE_CHECKING:
-    from engine.evaluation import EvalConfig
+    from engine.pipeline.evaluation import EvalConfig
 
 POLL_S = 1.0
 EVAL_CONDITIONS = (*CONDITIONS, "both")  # `evaluate` also plays both conditions in one run
 
 
 def success_of(results: dict[str, Any]) -> tuple[float | None, float | None, float | None, int | None]:
-    """Rate, 95% interval and games of a finished run, read from `results_json` as `engine.metrics.summarize`
+    """Rate, 95% interval and games of a finished run, read from `results_json` as `engine.pipeline.metrics.summarize`
     writes it (`success`: rate, ci95 [low, high], n). The TUI computes none of these numbers."""
     success = results.get("success") if isinstance(results, dict) else None
     if not isinstance(success, dict):
@@ -41,7 +41,7 @@ def success_of(results: dict[str, Any]) -> tuple[float | None, float | None, flo
 
 def _heldout() -> str:
     """The held-out scenarios shipped with the lab, as a path that works from any folder."""
-    from engine.scenario import DEFAULT_DIR
+    from engine.game.scenario import DEFAULT_DIR
 
     path = DEFAULT_DIR / "heldout.jsonl"
     return "scenarios/heldout.jsonl" if Path("scenarios/heldout.jsonl").resolve() == path else str(path)
@@ -56,7 +56,7 @@ class EvaluationPane(ReportsFailures, Vertical):
             self.runs = runs
 
     def compose(self) -> ComposeResult:
-        from engine.targets.rational import PERSONALITIES  # here, after the first frame: a slow import
+        from engine.players.targets.rational import PERSONALITIES  # here, after the first frame: a slow import
 
         with Horizontal(classes="filters"):
             yield Label("persuader", classes="inline")
@@ -131,7 +131,7 @@ class EvaluationPane(ReportsFailures, Vertical):
 
     def config(self) -> EvalConfig:
         """The pane's settings as the engine's own `EvalConfig`."""
-        from engine.evaluation import EvalConfig
+        from engine.pipeline.evaluation import EvalConfig
 
         n = str(self.query_one("#eval-n", Input).value or "20").strip()
         return EvalConfig(
@@ -145,7 +145,7 @@ class EvaluationPane(ReportsFailures, Vertical):
     @on(Button.Pressed, "#eval-launch")
     def action_launch(self) -> None:
         """An evaluation job in a child process; the same settings while one runs are refused (Ctrl+E twice)."""
-        from engine.jobs import evaluate_job
+        from engine.pipeline.jobs import evaluate_job
 
         config = self.config()
         same = [p for p in self.app.running_jobs() if p.job.kind == "evaluate" and p.job.settings == config]

@@ -107,8 +107,8 @@ class SessionsPane(ReportsFailures, Vertical):
     @work(thread=True, group="sessions-suggest", exit_on_error=False)
     def load_suggestions(self) -> None:
         """Scenario ids and player names complete as they are typed (-> accepts), since the filters match exactly."""
-        from engine.players import persuader_names, target_names
-        from engine.scenario import ScenarioLibrary
+        from engine.game.scenario import ScenarioLibrary
+        from engine.players.registry import persuader_names, target_names
 
         scenarios = sorted(ScenarioLibrary().all())
         agents = sorted({*persuader_names(), *target_names()})
@@ -314,7 +314,7 @@ class ReplayScreen(Screen):
             self.app.notify(f"Copied the persuader's message of turn {turn['index']}.")
 
     def action_export(self, fmt: str) -> None:
-        from engine.transcript import markdown
+        from engine.game.transcript import markdown
 
         traj = dict(self.traj)
         traj.pop("status", None)

@@ -1,8 +1,8 @@
 """Training: follow any run in the store (started here or by `ptom-lab finetune` in another terminal), or start one.
 
 Following is polling: once a second a thread worker reads `training_runs` and the new `training_steps` rows
-(`engine.training.runs`), posts them (`RunsRead`), and the pane draws the loss curve, progress, ETA, tokens/s and
-the log tail. A run started here is an `engine.jobs` finetune job built from the engine's own `TrainConfig`, in a
+(`engine.pipeline.training.runs`), posts them (`RunsRead`), and the pane draws the loss curve, progress, ETA, tokens/s and
+the log tail. A run started here is an `engine.pipeline.jobs` finetune job built from the engine's own `TrainConfig`, in a
 child process (its output goes to `OUTPUT/train.log`): training never shares the UI's process, goes on when the
 lab quits, and records itself in the store like any other run.
 """
@@ -25,11 +25,11 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, RichLo
 from textual_plotext import PlotextPlot
 
 from engine.errors import LabError
-from engine.training.config import METHODS
+from engine.pipeline.training.config import METHODS
 from ptom_tui.messages import ReportsFailures
 
 if TYPE_CHECKING:
-    from engine.jobs import Job
+    from engine.pipeline.jobs import Job
 
 POLL_S = 1.0
 
@@ -74,7 +74,7 @@ class TrainingPane(ReportsFailures, Vertical):
 
     @work(thread=True, exclusive=True, group="training-poll", exit_on_error=False)
     def read_store(self, run_id: str | None, after: int) -> None:
-        from engine.training import runs
+        from engine.pipeline.training import runs
 
         with self.app.worker_store() as store:
             listing = runs.list_runs(store, 50)
@@ -91,7 +91,10 @@ class TrainingPane(ReportsFailures, Vertical):
 
     def _show(self, listing: list[dict[str, Any]], run: dict[str, Any] | None, new: list[dict[str, Any]],
               log_line: str = "") -> None:
-        from engine.training.runs import duration, format_step  # the ETA as `finetune` and `runs follow` print it
+        from engine.pipeline.training.runs import (  # the ETA as `finetune` and `runs follow` print it
+            duration,
+            format_step,
+        )
 
         table = self.query_one("#training-runs", DataTable)
         cells = [(r["id"], r["status"], r["method"] or "", str(r["total_steps"] or "?"),
@@ -180,8 +183,8 @@ class TrainingPane(ReportsFailures, Vertical):
 
     def job(self, form: dict[str, str]) -> Job:
         """The form as the engine's own `TrainConfig` (validated, the YAML config file under it) and its job."""
-        from engine.jobs import finetune_job
-        from engine.training.config import load_config
+        from engine.pipeline.jobs import finetune_job
+        from engine.pipeline.training.config import load_config
 
         def number(key: str, kind: type) -> Any:
             try:

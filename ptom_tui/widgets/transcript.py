@@ -10,11 +10,11 @@ from rich.markdown import Markdown
 from textual import events
 from textual.widgets import RichLog
 
-from engine.transcript import header, outcome_lines, turn_lines
+from engine.game.transcript import header, outcome_lines, turn_lines
 
 
 class Transcript(RichLog):
-    """A scrolling log of turns; every line comes from `engine.transcript` so the TUI reads like `play`.
+    """A scrolling log of turns; every line comes from `engine.game.transcript` so the TUI reads like `play`.
 
     RichLog wraps a line once, at the width it has when written; the transcript keeps what it wrote and writes
     it again when its width changes (a side panel opening, the terminal resized), so nothing stays cut off."""

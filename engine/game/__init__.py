@@ -1,0 +1,1 @@
+"""The game: scenarios, rules, moves, the records a game leaves, and the episode loop."""

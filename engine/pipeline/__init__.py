@@ -1,0 +1,1 @@
+"""The research pipeline: trajectories, data prep, training, evaluation, metrics and the leaderboard."""

@@ -1,0 +1,259 @@
+"""What SFT, KTO and DPO share: environment checks, loading the base model (QLoRA on CUDA), the LoRA config,
+the TrainingArguments every method uses, and the run lifecycle around `trainer.train()`.
+
+The lifecycle is the contract with the store: `running` while training (with this pid), `finished` with the
+final metrics and the adapter registered in `models`, `failed` with the error, `interrupted` on Ctrl-C with the
+last checkpoint, which `--resume` continues from.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.errors import LabError
+from engine.pipeline.training import runs
+from engine.pipeline.training.config import TrainConfig
+from engine.store import Store
+
+REPORT_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard"}
+
+
+def check_environment(cfg: TrainConfig) -> None:
+    """Fail before anything is loaded: QLoRA needs CUDA and bitsandbytes; --report-to needs its package."""
+    if cfg.qlora:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise LabError("--qlora loads the base model in 4-bit NF4 with bitsandbytes and needs a CUDA GPU; "
+                           "none is visible here (train without --qlora on the CPU)")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise LabError("--qlora needs bitsandbytes: pip install 'ptom-lab[gpu]' (or pip install bitsandbytes)")
+    package = REPORT_PACKAGES.get(cfg.report_to)
+    if package and importlib.util.find_spec(package) is None:
+        raise LabError(f"--report-to {cfg.report_to} needs the '{package}' package: pip install {package}")
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` only rank 0 keeps the run record; a plain run is rank 0."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
+
+
+def load_base(cfg: TrainConfig):
+    """The base model and tokenizer: float32 on the CPU, bf16/fp16 on CUDA, 4-bit NF4 with --qlora."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.llm.embedded import resolve_model_path
+
+    path = resolve_model_path(cfg.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise LabError(f"cannot load the model '{cfg.model}' ({path}): {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict[str, Any] = {}
+    if torch.cuda.is_available():
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    else:
+        kwargs["dtype"] = torch.float32
+    if cfg.qlora:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=kwargs["dtype"],
+        )
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if cfg.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    return model, tokenizer, path
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+
+
+def training_kwargs(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
+    """The TrainingArguments shared by SFTConfig, KTOConfig and DPOConfig."""
+    import torch
+
+    kwargs: dict[str, Any] = dict(
+        output_dir=cfg.output, num_train_epochs=cfg.epochs or 1.0, max_steps=cfg.max_steps, learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps, seed=cfg.seed,
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to], max_length=cfg.max_seq_len,
+        include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0, disable_tqdm=True,
+    )
+    # trl defaults to bf16 autocast and activation checkpointing: on a CPU both only cost time (bf16 matmuls
+    # are emulated on most CPUs; small models do not need the memory back), measured ~5x slower per step.
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)
+    from transformers import TrainingArguments
+
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+                     else "gradient_checkpointing")
+    kwargs.update({"bf16": bf16, "fp16": cuda and not bf16, checkpointing: cuda})
+    if has_eval:
+        kwargs.update(eval_strategy="steps", eval_steps=cfg.save_steps)
+    return kwargs
+
+
+BuildTrainer = Callable[[Any, Any, list[Any]], Any]  # (model, tokenizer, callbacks) -> a trl trainer
+Echo = Callable[[dict[str, Any], int], None]
+Say = Callable[[str], None]
+
+
+def check_dataset(trainer: Any, cfg: TrainConfig, n_rows: int, say: Say | None) -> None:
+    """Say what --max-seq-len did to the data before any step is spent on it.
+
+    trl cuts every example at `max_length` from the end, so a long scenario prompt can push the reply out:
+    examples that lose their whole reply are dropped by trl without a word. None left is an error that names the
+    cause (trl would fail later with a sampler error); some lost is a note with the counts.
+    """
+    dataset = trainer.train_dataset
+    if dataset is None or not hasattr(dataset, "__len__"):
+        return
+    kept = len(dataset)
+    if kept == 0:
+        raise LabError(f"{cfg.data}: no example keeps any of its reply within --max-seq-len {cfg.max_seq_len} "
+                       "(each is cut from the end and loses the reply it should learn); raise --max-seq-len")
+    if say is None or cfg.packing:
+        return
+    dropped = n_rows - kept
+    columns = getattr(dataset, "column_names", None) or []
+    cut = sum(1 for ids in dataset["input_ids"] if len(ids) >= cfg.max_seq_len) if "input_ids" in columns else 0
+    if dropped > 0 or cut:
+        parts = [f"{cut} of {kept} examples kept are cut at --max-seq-len {cfg.max_seq_len}"] if cut else []
+        if dropped > 0:
+            parts.append(f"{dropped} of {n_rows} lost their whole reply to the cut and are left out")
+        say("note: " + "; ".join(parts) + " (raise --max-seq-len to keep them)")
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads for the length of a run, restored after (the TUI trains in its own process too)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+TrainerParts = Callable[[TrainConfig], tuple[Any, Any, dict[str, Any]]]
+
+
+def run_training(cfg: TrainConfig, store: Store, parts: TrainerParts, *, resume: str | None = None,
+                 callbacks: list[Any] | None = None, echo: Echo | None = None,
+                 say: Say | None = None) -> dict[str, Any]:
+    """Check, read the data, load, train, save and record one run.
+
+    `parts(cfg)` names the method's trl config class, trainer class and its own arguments (SFT in `sft.py`,
+    KTO/DPO in `preference.py`); everything else is the same for every method and lives here.
+    Returns {"run_id", "output", "metrics", "model_id"}.
+    """
+    from engine.pipeline.training.data import load_rows
+
+    check_environment(cfg)
+    train_rows = load_rows(cfg.data, cfg.method)
+    eval_rows = load_rows(cfg.eval_data, cfg.method) if cfg.eval_data else None
+
+    def build(model, tokenizer, cbs: list[Any]):
+        from datasets import Dataset
+
+        config_class, trainer_class, method_kwargs = parts(cfg)
+        args = config_class(**training_kwargs(cfg, eval_rows is not None), **method_kwargs)
+        return trainer_class(
+            model=model, args=args, processing_class=tokenizer, peft_config=lora_config(cfg),
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, callbacks=cbs,
+        )
+
+    with cpu_threads(cfg.cpu_threads), warnings.catch_warnings():
+        # trl still calls transformers' renamed `is_gradient_checkpointing`: a warning the user can do nothing about
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return _run(cfg, store, build, resume, callbacks, echo, say, len(train_rows))
+
+
+def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None,
+         extra_callbacks: list[Any] | None, echo: Echo | None, say: Say | None, n_rows: int) -> dict[str, Any]:
+    main = is_main_process()
+    run_id, checkpoint = None, None
+    if resume:
+        row = runs.get_run(store, resume)
+        if row["status"] == "finished":
+            raise LabError(f"run {row['id']} already finished; its adapter is in {row['output_dir']}")
+        if row["status"] == "running":
+            raise LabError(f"run {row['id']} is still training (pid {row['pid']}); follow it with `ptom-lab runs follow`")
+        run_id = row["id"]
+        checkpoint = runs.last_checkpoint(row["output_dir"])
+        if checkpoint is None:
+            raise LabError(f"run {run_id} saved no checkpoint in {row['output_dir']} yet: start it again")
+    if echo:  # the step lines are the progress: no tqdm bars for loading weights and tokenizing the data
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+    model, tokenizer, base_path = load_base(cfg)
+    if main:
+        if run_id:
+            runs.resume_run(store, run_id, from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]))
+        else:
+            run_id = runs.start_run(store, cfg.to_dict(), backend="local", method=cfg.method, base_model=cfg.model,
+                                    data_path=cfg.data, output_dir=cfg.output, name=cfg.name)
+    callbacks = list(extra_callbacks or [])
+    if main:
+        from engine.pipeline.training.callbacks import StoreCallback
+
+        callbacks.insert(0, StoreCallback(store, run_id, echo))
+    try:
+        trainer = build(model, tokenizer, callbacks)
+        check_dataset(trainer, cfg, n_rows, say if main else None)
+        if echo:  # our one line per step replaces the Trainer's printed dicts
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(ProgressCallback)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        if main:
+            runs.interrupt_run(store, run_id, runs.last_checkpoint(cfg.output))
+        raise
+    except Exception as exc:
+        if main:
+            runs.fail_run(store, run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    trainer.save_model(cfg.output)  # the adapter: adapter_config.json names the base model
+    out: dict[str, Any] = {"run_id": run_id, "output": cfg.output, "metrics": {}, "model_id": None}
+    if not main:
+        return out
+    tokenizer.save_pretrained(cfg.output)
+    metrics = dict(result.metrics) | runs.loss_summary(store, run_id)
+    metrics["global_step"] = trainer.state.global_step
+    runs.finish_run(store, run_id, metrics)
+    out["metrics"] = metrics
+    out["model_id"] = runs.register_model(
+        store, name=cfg.name, kind=f"lora-{cfg.method}", base_model=base_path, path=cfg.output, run_id=run_id,
+        data_path=cfg.data, config=cfg.to_dict(), metrics=metrics,
+    )
+    return out

@@ -1,0 +1,80 @@
+"""`--persuader me`: the researcher plays the persuader at the keyboard.
+
+Each turn they see the target's last reply and type a message. Moves go in square brackets at the start,
+in the documented move syntax (`engine.game.moves`), separated by ';':
+
+    [disclose B.cost; ask_preference comfort] Berlin is cheaper. How much does comfort matter to you?
+    [conclude] Time to decide!
+
+A message with no brackets is an `appeal` in free text. A bad move is explained and the turn is asked again.
+`ask(prompt) -> str` reads the text: `input()` by default, a blocking function from the TUI.
+"""
+
+from __future__ import annotations
+
+from engine.game.interfaces import HUMAN_BRIEF_HEADER, Persuader, PersuaderTurn, PersuaderView
+from engine.game.moves import MoveSyntaxError, parse_moves
+from engine.game.scenario import Scenario, fact_key
+from engine.players.prompts import MOVE_HELP
+from engine.players.targets.human import Ask, terminal_ask
+
+
+def split_human_message(text: str, scenario: Scenario) -> PersuaderTurn:
+    """`[moves] message` -> a turn; raises MoveSyntaxError on a bad move."""
+    text = text.strip()
+    moves_text = ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise MoveSyntaxError("a '[' with no closing ']': write [move; move] message")
+        moves_text, text = text[1:end], text[end + 1 :].strip()
+    moves = parse_moves(moves_text, scenario) if moves_text.strip() else []
+    return PersuaderTurn(message=text or "(no words)", moves=moves, raw="")
+
+
+def persuader_brief(view: PersuaderView) -> str:
+    """What the persuader knows: the story, the goal, every fact, and (revealed condition) the target's mind."""
+    s = view.scenario
+    goal = s.proposal(s.goal)
+    lines = [
+        f"You are {s.persuader_role}. {s.story.strip()}",
+        f"Your goal: get {s.target_role} to choose {goal.id} ({goal.name}). You may not state a false effect.",
+        "Options: " + "; ".join(f"{p.id} = {p.name}" for p in s.proposals) + ".",
+        "Facts: " + "; ".join(f"{fact_key(f)}={s.effect(f):+d} ({s.fact_sentence(f)})" for f in s.facts) + ".",
+    ]
+    if view.revealed is not None:
+        prefs = ", ".join(f"{a} {v:+g}" for a, v in view.revealed.preferences.items())
+        knows = ", ".join(sorted(fact_key(f) for f in view.revealed.target_knows)) or "nothing"
+        lines.append(f"The target's preferences: {prefs}. The target knows: {knows}.")
+    lines.append(f"Type [moves] then your message. {MOVE_HELP} Without brackets it is a plain appeal.")
+    return "\n".join(lines)
+
+
+class HumanPersuader(Persuader):
+    name = "me"
+
+    def __init__(self, ask: Ask | None = None) -> None:
+        self.ask = ask or terminal_ask
+
+    def act(self, view: PersuaderView) -> PersuaderTurn:
+        lines = []
+        if view.turn == 1:
+            lines += [HUMAN_BRIEF_HEADER, persuader_brief(view), ""]
+        elif view.history:
+            last = view.history[-1]
+            if last.refused:
+                lines.append("Refused (false): " + "; ".join(r.text() for r in last.refused))
+            lines.append(f"{view.scenario.target_role}: {last.reply}")
+        lines.append(f"[turn {view.turn} of {view.scenario.max_turns}] Your message: ")
+        prompt = "\n".join(lines)
+        while True:
+            try:
+                return split_human_message(self.ask(prompt), view.scenario)
+            except MoveSyntaxError as exc:
+                prompt = f"{exc}. Try again: "
+
+
+def register() -> None:
+    from engine.players.registry import register_persuader
+
+    register_persuader("me", lambda _: HumanPersuader(), "you play the persuader at the keyboard")

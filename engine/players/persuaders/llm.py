@@ -1,0 +1,193 @@
+"""The language-model persuader: any backend (Claude, OpenAI, compatible servers, local models) plays it.
+
+Each turn it builds its request with the shared prompt builder (`engine.players.prompts.messages_for_view`, the same
+text a trained model saw in its training data), asks the model, and parses the reply with
+`engine.game.moves.parse_reply` into reasoning, counterfactual, moves and message. A reply that cannot be parsed gets
+ONE repair request that says what was wrong; if that fails too the turn is logged as a parse failure
+(`parse_ok=False`) and the game goes on with the reply's free text and no moves.
+
+Belief state (`?belief=` in the spec):
+- `tracker` (default): the engine's Bayesian `BeliefTracker` follows the target's replies; its belief goes in
+  the prompt and on the turn.
+- `self`: the model writes its own BELIEF section, which is read back into the belief schema.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from engine.errors import LabError
+from engine.game.interfaces import Persuader, PersuaderTurn, PersuaderView
+from engine.game.moves import parse_reply
+from engine.game.scenario import Scenario
+from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
+from engine.players.prompts import MOVE_HELP, messages_for_view
+from engine.players.spec import PlayerSpec
+
+BELIEF_MODES = ("tracker", "self")
+DEFAULT_OPTIONS = GenerationOptions(max_tokens=300, temperature=0.7)
+LOCAL_OPTIONS = GenerationOptions(max_tokens=160, temperature=0.7)  # the CPU writes ~20 tokens/s per game
+
+
+class LLMPersuader(Persuader):
+    def __init__(
+        self,
+        backend: Backend,
+        belief: str = "tracker",
+        options: GenerationOptions = DEFAULT_OPTIONS,
+        name: str | None = None,
+    ) -> None:
+        if belief not in BELIEF_MODES:
+            raise LabError(f"unknown belief mode '{belief}' (known: {', '.join(BELIEF_MODES)})")
+        self.backend = backend
+        self.belief_mode = belief
+        self.options = options
+        self.name = name or backend.describe() + ("?belief=self" if belief == "self" else "")
+        self.on_text: Callable[[str], None] | None = None  # set (e.g. by the TUI) to stream the reply as it comes
+        self.tracker = None
+        self._seen = 0
+
+    def start(self, view: PersuaderView, seed: int) -> None:
+        self._seen = 0
+        self.tracker = None
+        if self.belief_mode == "tracker":
+            from engine.players.belief import BeliefTracker
+
+            self.tracker = BeliefTracker(view.scenario, view.condition, view.revealed)
+
+    def _ask(self, messages: list[dict[str, str]]) -> ChatResult:
+        if self.on_text is not None:
+            return self.backend.chat_stream(messages, self.on_text, self.options)
+        return self.backend.chat(messages, self.options)
+
+    def act(self, view: PersuaderView) -> PersuaderTurn:
+        belief: dict[str, Any] | None = None
+        if self.tracker is not None:
+            for exchange in view.history[self._seen :]:
+                self.tracker.observe(exchange)
+            self._seen = len(view.history)
+            belief = self.tracker.to_dict()
+        self_belief = self.belief_mode == "self"
+        messages = messages_for_view(view, belief, self_belief)
+        results = [self._ask(messages)]
+        parsed = parse_reply(results[0].text, view.scenario)
+        raw = results[0].text
+        if not parsed.ok:
+            sections = "BELIEF, REASONING, COUNTERFACTUAL, MOVES, MESSAGE" if self_belief else "REASONING, COUNTERFACTUAL, MOVES, MESSAGE"
+            repair = messages + [
+                {"role": "assistant", "content": results[0].text},
+                {
+                    "role": "user",
+                    "content": f"Your reply could not be read: {parsed.error}. Write it again with the sections "
+                    f"{sections}, each on its own line starting with its label. {MOVE_HELP}",
+                },
+            ]
+            results.append(self._ask(repair))
+            first_error = parsed.error
+            parsed = parse_reply(results[1].text, view.scenario)
+            raw = f"{results[0].text}\n\n[repair: {first_error}]\n\n{results[1].text}"
+        if self_belief:
+            belief = read_belief(parsed.belief, view.scenario)
+        message = parsed.message.strip() or results[-1].text.strip() or "(no message)"
+        usage = combine_usage(results)
+        if len(results) > 1:
+            usage["repaired"] = parsed.ok
+        return PersuaderTurn(
+            message=message,
+            moves=parsed.moves if parsed.ok else [],
+            reasoning=parsed.reasoning,
+            belief=belief,
+            counterfactual=read_counterfactual(parsed.counterfactual, view.scenario),
+            raw=raw,
+            parse_ok=parsed.ok,
+            parse_error=parsed.error,
+            usage=usage,
+        )
+
+
+# ----- reading the model's own belief and counterfactual back into the shared schemas ----------------------
+_NUM = r"([01]?(?:\.\d+)?)"
+_DIST = re.compile(rf"(\w+)\s+like\s+{_NUM}\s+neutral\s+{_NUM}\s+dislike\s+{_NUM}", re.IGNORECASE)
+_SIGNED = re.compile(rf"(\w+)\s*[:=]?\s*([+-]?[01])\s*\(\s*{_NUM}\s*\)")
+_CHOICE = re.compile(r"predicted choice\s*:?\s*(\w+)", re.IGNORECASE)
+_PGOAL = re.compile(rf"P\(goal\)\s*:?\s*{_NUM}", re.IGNORECASE)
+_LABELS = {1: "like", 0: "neutral", -1: "dislike"}
+
+
+def _prob(text: str) -> float:
+    try:
+        return min(1.0, max(0.0, float(text)))
+    except ValueError:
+        return 0.0
+
+
+def read_belief(text: str, scenario: Scenario) -> dict[str, Any] | None:
+    """A BELIEF section (the `prompts.belief_text` format, or `cost -1 (0.8)`) as the belief schema; None if empty."""
+    if not text:
+        return None
+    prefs: dict[str, dict[str, float]] = {}
+    for attr, like, neutral, dislike in _DIST.findall(text):
+        if attr in scenario.attribute_ids:
+            prefs[attr] = {"like": _prob(like), "neutral": _prob(neutral), "dislike": _prob(dislike)}
+    for attr, sign, p in _SIGNED.findall(text):
+        if attr in scenario.attribute_ids and attr not in prefs:
+            value, prob = int(sign), _prob(p)
+            prefs[attr] = {label: prob if v == value else round((1 - prob) / 2, 3) for v, label in _LABELS.items()}
+    belief: dict[str, Any] = {"preferences": prefs}
+    m = _CHOICE.search(text)
+    if m and m.group(1) in scenario.proposal_ids:
+        belief["predicted_choice"] = m.group(1)
+    m = _PGOAL.search(text)
+    if m:
+        belief["p_goal"] = _prob(m.group(1))
+    return belief if prefs or len(belief) > 1 else None
+
+
+_CF = re.compile(
+    rf"^(?P<move>.*?)\s*->\s*P\(goal\)\s*{_NUM}\s*->\s*{_NUM}(?:\s*,\s*predicted choice\s+(?P<choice>\w+))?"
+    r"(?:\s*;\s*alternatives:\s*(?P<alts>.*))?$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def read_counterfactual(text: str, scenario: Scenario) -> dict[str, Any] | None:
+    """A COUNTERFACTUAL section (the `prompts.counterfactual_text` format) as the schema; free text kept as `move`."""
+    text = text.strip()
+    if not text:
+        return None
+    m = _CF.match(text)
+    if not m:
+        return {"move": text}
+    out: dict[str, Any] = {"move": m.group("move").strip(), "p_goal_before": _prob(m.group(2)), "p_goal_after": _prob(m.group(3))}
+    if m.group("choice") in scenario.proposal_ids:
+        out["predicted_choice"] = m.group("choice")
+    alts = []
+    for part in (m.group("alts") or "").split(","):
+        am = re.match(rf"^\s*(.+?)\s+{_NUM}\s*$", part)
+        if am:
+            alts.append({"move": am.group(1), "p_goal": _prob(am.group(2))})
+    out["alternatives"] = alts
+    return out
+
+
+# ----- specs ------------------------------------------------------------------------------------------------
+def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
+    """`openai:gpt-4o?belief=self`, `gpt-4o-mini` and friends; the backend is made (and its key checked) here."""
+    from engine.llm.catalog import resolve
+    from engine.llm.specs import SETTINGS, make_backend, model_spec
+
+    model = model_spec(spec)
+    backend = make_backend(model)
+    defaults = LOCAL_OPTIONS if model.provider == "local" else DEFAULT_OPTIONS
+    name = str(spec.without(*SETTINGS)) if resolve(spec.kind) else None  # an alias plays under its own name
+    return LLMPersuader(backend, model.options.get("belief", "tracker"), model.generation(defaults), name)
+
+
+def register() -> None:
+    from engine.llm.specs import OPTION_NAMES, PROVIDERS
+    from engine.players.registry import register_persuader
+
+    for provider, help in PROVIDERS.items():
+        register_persuader(provider, persuader_from_spec, help, options=OPTION_NAMES, arguments=None)
