@@ -3,7 +3,8 @@
 Prints, per agent and personality, the success rate with its 95% Wilson interval; the mean turns to success;
 the planner's preference-inference accuracy at the end of a game (hidden condition); the calibration of its
 counterfactual predictions (Brier score and expected calibration error of each turn's predicted P(goal) against
-the game's outcome); and the time to generate 2,000 training conversations (store logging and JSONL included).
+the game's outcome, beside the ECE that exact predictions would show on as many games: its noise floor); and the
+time to generate 2,000 training conversations (store logging and JSONL included).
 Aims (issue 3): planner-hidden close to planner-revealed and far above greedy and reveal-all against the
 co-operative personalities; ECE under 0.05 against the rational target; 2,000 conversations under a minute.
 Then the planner on the MindGames game set (`scenarios/mindgames.jsonl`: 3 proposals x 3 attributes, the target
@@ -31,6 +32,7 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and a bench module could shadow the `engine` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -70,12 +72,30 @@ def calibration(pairs: list[tuple[float, bool]], bins: int = 10) -> tuple[float,
     return brier, ece
 
 
+def ece_floor(pairs: list[tuple[float, bool]], per_game: list[int], bins: int = 10, draws: int = 200) -> float:
+    """The mean ECE a perfectly calibrated predictor shows on these predictions (outcomes drawn from them).
+
+    An ECE near this floor cannot be told from chance at this sample size: against the impulsive (softmax) target
+    even exact predictions score about 0.05 on a hundred games. `pairs` hold each game's predictions in a row
+    (`per_game` of them): a game has one outcome, so one uniform draw per game decides all its predictions.
+    """
+    if not pairs:
+        return float("nan")
+    p = np.array([x for x, _ in pairs])
+    cell = np.minimum((p * bins).astype(int), bins - 1)
+    outcomes = np.repeat(np.random.default_rng(0).random((draws, len(per_game))), per_game, axis=1) < p
+    masks = [cell == b for b in np.unique(cell)]
+    gaps = sum(m.sum() * np.abs(p[m].mean() - outcomes[:, m].mean(axis=1)) for m in masks)
+    return float(np.mean(gaps) / len(p))
+
+
 def run_agents(scenarios, console: Console) -> dict:
     results: dict = {}
     for label, spec, condition in AGENTS:
         started = time.perf_counter()
         for pers in PERSONALITIES:
-            cell = results.setdefault((label, pers), {"wins": 0, "n": 0, "turns": [], "acc": [], "cal": []})
+            blank = {"wins": 0, "n": 0, "turns": [], "acc": [], "cal": [], "per_game": []}
+            cell = results.setdefault((label, pers), blank)
             for i, scenario in enumerate(scenarios):
                 persuader = make_persuader(spec)
                 ep = play(scenario, persuader, RationalTarget(), personality=pers, condition=condition, seed=i)
@@ -89,6 +109,7 @@ def run_agents(scenarios, console: Console) -> dict:
                 if spec == "planner":
                     for t in ep.turns:
                         cell["cal"].append((t.counterfactual.p_goal_after, ok))
+                    cell["per_game"].append(len(ep.turns))
                     last = ep.turns[-1]
                     persuader.tracker.observe(Exchange(last.message, last.moves, last.target_reply, last.statements, []))
                     cell["acc"].append(persuader.tracker.accuracy(scenario.preferences))
@@ -116,16 +137,17 @@ def print_tables(results: dict, console: Console) -> None:
         table.add_row(*row)
     console.print(table)
     cal = Table(title="planner: inference accuracy at game end, calibration of predicted P(goal)", header_style="bold")
-    for col in ("condition", "personality", "pref. accuracy", "predictions", "Brier", "ECE"):
+    for col in ("condition", "personality", "pref. accuracy", "predictions", "Brier", "ECE", "ECE floor"):
         cal.add_column(col, justify="left" if col in ("condition", "personality") else "right")
     for label in ("planner-hidden", "planner-revealed"):
         for p in pers + ["all"]:
             cells = [results[(label, q)] for q in (pers if p == "all" else [p])]
-            pairs = [x for c in cells for x in c["cal"]]
+            pairs, per_game = [x for c in cells for x in c["cal"]], [k for c in cells for k in c["per_game"]]
             accs = [x for c in cells for x in c["acc"]]
             brier, ece = calibration(pairs)
             acc = f"{sum(accs) / len(accs):.3f}" if label == "planner-hidden" else "(given)"
-            cal.add_row(label.split("-")[1], p, acc, str(len(pairs)), f"{brier:.3f}", f"{ece:.3f}")
+            cal.add_row(label.split("-")[1], p, acc, str(len(pairs)), f"{brier:.3f}", f"{ece:.3f}",
+                        f"{ece_floor(pairs, per_game):.3f}")
     console.print(cal)
 
 
@@ -173,7 +195,7 @@ def run_planner(scenarios: list[Scenario], rules: str, condition: str, seeds: in
     """The planner on every scenario x personality x seed: outcomes, next-choice predictions, calibration."""
     results: dict = {}
     for pers, rep in itertools.product(PERSONALITIES, range(seeds)):
-        cell = results.setdefault(pers, {"wins": 0, "n": 0, "hits": 0, "preds": 0, "cal": []})
+        cell = results.setdefault(pers, {"wins": 0, "n": 0, "hits": 0, "preds": 0, "cal": [], "per_game": []})
         for i, scenario in enumerate(scenarios):
             extra = {"rules": rules} if rules != "lab" else {}
             ep = play(scenario, make_persuader("planner"), RationalTarget(), personality=pers, condition=condition,
@@ -187,6 +209,7 @@ def run_planner(scenarios: list[Scenario], rules: str, condition: str, seeds: in
                 cell["cal"].append((t.counterfactual.p_goal_after, ok))
                 cell["hits"] += t.counterfactual.predicted_choice == t.target_state["favourite"]
                 cell["preds"] += 1
+            cell["per_game"].append(len(ep.turns))
     return results
 
 
@@ -198,7 +221,8 @@ def print_mindgames(sets: list[tuple[str, list[Scenario], str, str]], seeds: int
     table = Table(title=f"planner per game set, rules, condition and personality; {seeds} seed(s) per episode",
                   header_style="bold")
     labels = ("games", "rules", "condition", "personality")
-    for col in (*labels, "episodes", "success [95% CI]", "next-choice acc.", "predictions", "Brier", "ECE"):
+    columns = ("episodes", "success [95% CI]", "next-choice acc.", "predictions", "Brier", "ECE", "ECE floor")
+    for col in (*labels, *columns):
         table.add_column(col, justify="left" if col in labels else "right")
     for name, scenarios, rules, condition in sets:
         started = time.perf_counter()
@@ -208,10 +232,12 @@ def print_mindgames(sets: list[tuple[str, list[Scenario], str, str]], seeds: int
             cells = list(res.values()) if p == "all" else [res[p]]
             wins, n = sum(c["wins"] for c in cells), sum(c["n"] for c in cells)
             hits, preds = sum(c["hits"] for c in cells), sum(c["preds"] for c in cells)
-            brier, ece = calibration([x for c in cells for x in c["cal"]])
+            pairs, per_game = [x for c in cells for x in c["cal"]], [k for c in cells for k in c["per_game"]]
+            brier, ece = calibration(pairs)
             lo, hi = wilson(wins, n)
             table.add_row(name, rules, condition, p, str(n), f"{wins / n:.3f} [{lo:.2f},{hi:.2f}]",
-                          f"{hits / preds:.3f}", str(preds), f"{brier:.3f}", f"{ece:.3f}")
+                          f"{hits / preds:.3f}", str(preds), f"{brier:.3f}", f"{ece:.3f}",
+                          f"{ece_floor(pairs, per_game):.3f}")
         cover = sum(covered(s) for s in scenarios)
         console.print(f"[dim]{name} / {rules} / {condition}: {len(scenarios)} scenarios x {len(PERSONALITIES)} "
                       f"personalities x {seeds} seed(s) in {elapsed:.1f} s; true state in the prior's support in "

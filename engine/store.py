@@ -174,10 +174,21 @@ def _m003_foreign_keys(db: sqlite_utils.Database) -> None:
     db["models"].create_index(["run_id"])
 
 
+def _m004_session_rules(db: sqlite_utils.Database) -> None:
+    """The rule set a game was played under, a field of the record: before, a MindGames game kept it in
+    `meta_json` only (a lab game kept nothing), so an export lost it. Moved out of the meta, not copied."""
+    db["sessions"].add_column("rules", str, not_null_default="lab")  # lab | mindgames
+    db.execute(
+        "UPDATE sessions SET rules = json_extract(meta_json, '$.rules'), meta_json = json_remove(meta_json, '$.rules') "
+        "WHERE json_valid(meta_json) AND json_extract(meta_json, '$.rules') IS NOT NULL"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_sessions_and_turns", _m001_sessions),
     ("002_research_loop", _m002_research_loop),
     ("003_foreign_keys", _m003_foreign_keys),
+    ("004_session_rules", _m004_session_rules),
 ]
 
 
@@ -286,6 +297,7 @@ class Store:
                 "target": episode.target.kind,
                 "personality": episode.target.personality,
                 "condition": episode.condition,
+                "rules": episode.rules,
                 "seed": episode.target.seed,
                 "meta_json": dumps(episode.meta),
                 "run_id": episode.meta.get("run_id"),
@@ -655,6 +667,7 @@ def session_episode(store: Store, session_id: str) -> Episode:
         "persuader": {"name": row["persuader"]},
         "target": {"kind": row["target"], "personality": row["personality"], "seed": row["seed"]},
         "condition": row["condition"],
+        "rules": row["rules"],
         "turns": turns,
         "outcome": outcome,
         "status": row["status"],

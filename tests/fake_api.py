@@ -3,6 +3,10 @@
 Tests point the real SDKs at it through ANTHROPIC_BASE_URL / OPENAI_BASE_URL (or an explicit base URL), so the
 whole client path runs: request building, retries, streaming (server-sent events) and response parsing.
 It can answer with error statuses first (`fail_with([429, 500])`), and records every request it got.
+
+Structured requests (OpenAI's `response_format` JSON schema, Claude's forced tool call) are answered in their own
+shape: JSON content, or a `tool_use` block. A free-text reply from the responder is then turned into the schema's
+JSON object (its labelled sections as fields, MOVES as a list) the way a model held to the schema would write it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from engine.game.moves import split_sections
 
 Responder = Callable[[dict[str, Any]], str]
 
@@ -34,6 +40,29 @@ def _prompt_text(body: dict[str, Any]) -> str:
     parts = [body.get("system") or ""]
     parts += [m.get("content") if isinstance(m.get("content"), str) else json.dumps(m.get("content")) for m in body.get("messages", [])]
     return " ".join(p for p in parts if p)
+
+
+def request_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema a structured request holds the reply to, or None for a free-text request."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return fmt["json_schema"]["schema"]
+    if (body.get("tool_choice") or {}).get("type") == "tool":
+        name = body["tool_choice"]["name"]
+        return next(t["input_schema"] for t in body.get("tools", []) if t["name"] == name)
+    return None
+
+
+def as_schema_json(text: str, schema: dict[str, Any]) -> str:
+    """`text` if it is JSON already, else a free-text reply's sections as the schema's object."""
+    try:
+        json.loads(text)
+        return text
+    except json.JSONDecodeError:
+        pass
+    sections = split_sections(text)
+    moves = [m.strip() for m in sections.get("MOVES", "").split(";") if m.strip() and m.strip().lower() != "none"]
+    return json.dumps({k: moves if k == "moves" else sections.get(k.upper(), "") for k in schema["properties"]})
 
 
 class FakeAPI:
@@ -85,6 +114,9 @@ class FakeAPI:
                 if status != 200:
                     return self._error(status, anthropic)
                 text = api.responder(body)
+                schema = request_schema(body)
+                if schema is not None:
+                    text = as_schema_json(text, schema)
                 n_in, n_out = _tokens(_prompt_text(body)), _tokens(text)
                 model = body.get("model", "fake")
                 if body.get("stream"):
@@ -93,7 +125,8 @@ class FakeAPI:
                 if anthropic:
                     payload = {
                         "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                        "content": [_anthropic_block(text, body)], "stop_reason": "tool_use" if schema else "end_turn",
+                        "stop_sequence": None,
                         "usage": {"input_tokens": n_in, "output_tokens": n_out},
                     }
                 else:
@@ -136,6 +169,13 @@ class FakeAPI:
                 self.close_connection = True
 
         return Handler
+
+
+def _anthropic_block(text: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A text block, or for a forced tool call the tool_use block whose input is the reply's JSON."""
+    if (body.get("tool_choice") or {}).get("type") == "tool":
+        return {"type": "tool_use", "id": "toolu_fake", "name": body["tool_choice"]["name"], "input": json.loads(text)}
+    return {"type": "text", "text": text}
 
 
 def _pieces(text: str) -> list[str]:

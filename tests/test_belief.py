@@ -8,9 +8,10 @@ import pytest
 from engine.game.interfaces import Exchange, HiddenState, Statement, persuader_side
 from engine.game.mindgames import SCENARIOS_PATH as MINDGAMES_PATH
 from engine.game.moves import Move, disclose
-from engine.game.rules import initial_choice
+from engine.game.rules import initial_choice, values
 from engine.game.scenario import load_file
 from engine.players.belief import BeliefTracker
+from engine.players.targets.rational import PERSONALITIES
 
 
 def _tracker(scenario, condition="hidden"):
@@ -124,6 +125,18 @@ def test_revealed_personality_is_believed(business):
     tr = BeliefTracker(persuader_side(business), "revealed", revealed)
     assert tr.personality_marginals()["stubborn"] == pytest.approx(1.0)
     assert _tracker(business, "revealed").personality_marginals()["stubborn"] == pytest.approx(1 / 6)
+
+
+def test_a_told_impulsive_target_is_predicted_with_its_softmax(business):
+    """Told the personality, the belief predicts the impulsive target's choice with the target's own temperature."""
+    temp = PERSONALITIES["impulsive"].temperature
+    revealed = HiddenState(dict(business.preferences), business.target_knows, "impulsive")
+    tr = BeliefTracker(persuader_side(business), "revealed", revealed)
+    everything = np.ones(len(tr.facts), dtype=bool)
+    for extra, known in ((None, business.target_knows), (everything, set(business.facts))):
+        vals = values(business, business.preferences, known)
+        z = np.exp(np.array([vals[p] for p in tr.props]) / temp)
+        assert tr.choice_probs(extra) == pytest.approx(z / z.sum())
 
 
 @pytest.mark.parametrize("rules", ["lab", "mindgames"])

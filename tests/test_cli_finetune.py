@@ -100,3 +100,32 @@ def test_report_to_a_missing_package_stops_with_one_line(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 2 and "--report-to tensorboard needs the 'tensorboard' package: pip install tensorboard" in captured.err
     assert captured.out == "" and runs.list_runs(Store(db)) == []
+
+
+def test_finetune_refuses_a_folder_that_holds_another_run(tmp_path, capsys):
+    """A second run into a stored run's folder would truncate its train.log and overwrite its adapter: refused,
+    naming the run, before anything loads; no new run is recorded."""
+    db = str(tmp_path / "s.db")
+    run_id = _run_with_steps(db, 1)  # trained into models/demo
+    code = main(["finetune", "--db", db, "--data", _chat_file(tmp_path), "--output", "models/demo"])
+    captured = capsys.readouterr()
+    assert code == 2 and f"holds training run {run_id}" in captured.err and "Traceback" not in captured.err
+    assert captured.out == "" and [r["id"] for r in runs.list_runs(Store(db))] == [run_id]
+
+
+def test_runs_follow_offers_no_resume_into_a_folder_another_run_used(tmp_path, capsys):
+    """An interrupted run whose folder a later run has finished into is not offered a resume (it would mix its
+    checkpoints with the other run's adapter); one with its folder to itself is."""
+    db = str(tmp_path / "s.db")
+    store = Store(db)
+    first = runs.start_run(store, {}, backend="local", method="sft", base_model="m", data_path="d",
+                           output_dir="models/shared", name="first")
+    runs.interrupt_run(store, first, None)
+    assert main(["runs", "follow", first, "--db", db]) == 1
+    assert f"resume it: ptom-lab finetune --resume {first}" in capsys.readouterr().out
+    second = runs.start_run(store, {}, backend="local", method="sft", base_model="m", data_path="d",
+                            output_dir="models/shared", name="second")
+    runs.finish_run(store, second, {"last_loss": 0.1})
+    assert main(["runs", "follow", first, "--db", db]) == 1
+    out = capsys.readouterr().out
+    assert "resume it" not in out and "not resumable" in out

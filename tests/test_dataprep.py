@@ -311,3 +311,25 @@ def test_batches_change_nothing_and_a_failure_writes_nothing(tmp_path, trajs, mo
     with pytest.raises(TrajectoryError, match=rf"t\.jsonl:{len(rows) + 1}"):
         prepare(PrepareOptions(str(path), str(tmp_path / "failed.jsonl"), fmt, val=0.2))
     assert not list(tmp_path.glob("*failed*")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_compact_reply_format_matches_play_and_is_recorded(tmp_path, src, business):
+    rec = Recording(RandomPersuader())
+    traj = play(business, rec, RationalTarget(), seed=5).to_trajectory()
+    traj["turns"][0]["reasoning"] = "She may not know B is cheap."
+    traj["turns"][0]["counterfactual"] = {"move": "ask_choice", "p_goal_before": 0.4, "p_goal_after": 0.5}
+    ep = Episode.model_validate(traj)
+    full, compact = turn_examples(ep)[0], turn_examples(ep, reply="compact")[0]
+    assert full.completion["content"].startswith("REASONING: She may not know")
+    assert "COUNTERFACTUAL: ask_choice -> P(goal) 0.40 -> 0.50" in full.completion["content"]
+    assert compact.completion["content"].startswith("MOVES: ") and "REASONING" not in compact.completion["content"]
+    assert parse_reply(compact.completion["content"]).message == traj["turns"][0]["message"]
+    # the prompt is the one the persuader spec's ?reply=compact sends at play time
+    assert "Reply with MOVES, MESSAGE (MESSAGE: one or two sentences)." in compact.prompt[0]["content"]
+    assert "Reply with REASONING, COUNTERFACTUAL, MOVES, MESSAGE." in full.prompt[0]["content"]
+    assert full.prompt == rec.seen[0]
+    prepared = prepare(PrepareOptions(str(src), str(tmp_path / "c.jsonl"), "chatml", reply_format="compact"))
+    assert prepared.summary["reply_format"] == "compact"
+    assert all("REASONING:" not in r["messages"][-1]["content"] for r in read(tmp_path / "c.jsonl"))
+    with pytest.raises(LabError, match="unknown reply format 'terse'"):
+        prepare(PrepareOptions(str(src), str(tmp_path / "t.jsonl"), "chatml", reply_format="terse"))

@@ -10,7 +10,8 @@ import pytest
 
 from engine.errors import LabError
 from engine.game.interfaces import PersuaderTurn
-from engine.pipeline.evaluation import EvalConfig, evaluate, plan_episodes, run_trajectories
+from engine.game.record import Episode
+from engine.pipeline.evaluation import EvalConfig, evaluate, plan_episodes, run_episodes
 from engine.pipeline.metrics import paired
 from engine.players.persuaders.baselines import RevealAll
 from engine.players.registry import register_persuader
@@ -88,7 +89,7 @@ def test_errored_episode_is_counted_and_resume_replays_only_it(store):
     config = EvalConfig(model="test-flaky", scenarios=HELDOUT, num_eval=4)
     first = evaluate(store, config, name="flaky")
     assert first.results["errored"] == 1 and first.results["success"]["n"] == 3
-    errs = [t["error"] for t in run_trajectories(store, first.run["id"]) if t["status"] == "errored"]
+    errs = [e.error for e in run_episodes(store, first.run["id"]) if e.status == "errored"]
     assert errs and "529" in errs[0]
     FlakyPersuader.fail = set()
     again = evaluate(store, config, name="flaky")
@@ -116,11 +117,11 @@ def test_ctrl_c_stops_episodes_in_flight_after_their_turn(store):
     run_id = store.find_eval_run("stop")["id"]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the other episode's thread ends on its own, after evaluate has returned
-        (other,) = [t for t in run_trajectories(store, run_id) if t["scenario"]["id"].endswith("00001")]
-        if other["status"] != "running":
+        (other,) = [e for e in run_episodes(store, run_id) if e.scenario.id.endswith("00001")]
+        if other.status != "running":
             break
         time.sleep(0.05)
-    assert other["status"] == "interrupted" and 1 <= len(other["turns"]) < 10  # not played to its 20th turn
+    assert other.status == "interrupted" and 1 <= len(other.turns) < 10  # not played to its 20th turn
 
 
 def test_same_name_with_other_settings_is_refused(store):
@@ -135,7 +136,7 @@ def test_threads_give_the_same_episodes_as_one_at_a_time(store):
     many = evaluate(store, config, name="par", concurrency=4)
 
     def outcomes(run):
-        return {(t["scenario"]["id"], t["target"]["personality"]): t["outcome"] for t in run_trajectories(store, run)}
+        return {(e.scenario.id, e.target.personality): e.outcome for e in run_episodes(store, run)}
 
     assert outcomes(one.run["id"]) == outcomes(many.run["id"])
     assert one.results["success"] == many.results["success"]
@@ -161,7 +162,7 @@ def test_episode_draws_differ_across_scenarios_and_repeats(store, tmp_path):
     copies = tmp_path / "copies.jsonl"
     write_jsonl([replace(base, id=f"copy-{i}") for i in range(8)], copies)
     res = evaluate(store, EvalConfig(model="random", scenarios=str(copies), num_eval=8, seeds=2), name="copies")
-    moves = [tuple(tuple(t["moves"]) for t in traj["turns"]) for traj in run_trajectories(store, res.run["id"])]
+    moves = [tuple(tuple(t.moves) for t in e.turns) for e in run_episodes(store, res.run["id"])]
     assert len(moves) == 16 and len(set(moves)) >= 12
     config = EvalConfig(model="random", scenarios=str(copies), num_eval=8, seeds=2)
     assert len({s.seed for s in plan_episodes(config)}) == 16
@@ -180,11 +181,11 @@ def test_replications_differ_and_resume_checks_the_seed(store):
 def test_every_agent_meets_the_same_target_on_the_same_episode(store):
     """Pairing: two agents' targets share seed, personality and (for the same moves) every reply."""
     config = EvalConfig(model="greedy", scenarios=HELDOUT, num_eval=10, seeds=2, personality="mix")
-    greedy = run_trajectories(store, evaluate(store, config, name="g").run["id"])
-    again = run_trajectories(store, evaluate(store, replace(config, model="test-flaky"), name="f").run["id"])
+    greedy = run_episodes(store, evaluate(store, config, name="g").run["id"])
+    again = run_episodes(store, evaluate(store, replace(config, model="test-flaky"), name="f").run["id"])
 
-    def targets(trajs: list[dict]) -> set[tuple]:
-        return {(t["scenario"]["id"], t["target"]["seed"], t["target"]["personality"]) for t in trajs}
+    def targets(episodes: list[Episode]) -> set[tuple]:
+        return {(e.scenario.id, e.target.seed, e.target.personality) for e in episodes}
 
     planned = {(s.scenario.id, s.seed, s.personality) for s in plan_episodes(config)}
     assert targets(greedy) == targets(again) == planned

@@ -96,3 +96,30 @@ def test_the_terminal_table_shows_every_column_at_80_and_whole_labels_at_120(boa
     assert all(f" {h} " in f"{header} " for h in ("n", "turns", "align", "Brier", "moves", "lies", "err")), header
     assert "…" not in narrow_text  # before, the labels and headers were cut to "plan…"
     assert "planner-revealed" in wide_text and "random-hidden" in wide_text
+
+
+def test_stored_board_ranks_the_saved_summaries_as_build_ranks_the_episodes(board, store):
+    """The TUI's leaderboard (`stored_board`, from each run's saved `results_json`) has the same entries, order
+    and rows as `build` over the stored episodes, a `both` run split by condition, and no pairwise rows."""
+    from engine.pipeline.leaderboard import rows, stored_board
+
+    stored = stored_board(store.eval_runs())
+    assert [e["label"] for e in stored["entries"]] == [e["label"] for e in board["entries"]]
+    assert stored["pairwise"] == []
+    keep = ("rank", "label", "n", "rate", "ci_low", "turns_mean", "alignment", "cf_accuracy", "lies", "cost_usd")
+    assert [{k: r[k] for k in keep} for r in rows(stored)] == [{k: r[k] for k in keep} for r in rows(board)]
+
+
+def test_by_personality_splits_a_mixed_run(store):
+    """`metrics.by_personality`: one summary per personality the `mix` run drew, adding up to the whole run."""
+    from engine.pipeline.metrics import by_personality, summarize
+
+    evaluate(store, EvalConfig(model="greedy", scenarios=HELDOUT, num_eval=10, personality="mix"), name="mixed")
+    (entry,) = entries_for_runs(store, ["mixed"])
+    split = by_personality(entry.episodes)
+    assert len(split) > 1 and list(split) == sorted(split)
+    assert sum(s["success"]["n"] for s in split.values()) == summarize(entry.episodes)["success"]["n"] == 10
+    assert sum(s["success"]["successes"] for s in split.values()) == entry.summary["success"]["successes"]
+    for personality, summary in split.items():
+        mine = [e for e in entry.episodes if e.target.personality == personality]
+        assert summary == summarize(mine)

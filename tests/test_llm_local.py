@@ -71,7 +71,7 @@ def test_concurrent_chats_share_generate_calls(backend):
 def test_batcher_groups_equal_options_and_reports_failures():
     calls: list[tuple[int, GenerationOptions]] = []
 
-    def run(convs, options):
+    def run(convs, options, _grammars):
         calls.append((len(convs), options))
         if options.max_tokens == 13:
             raise RuntimeError("out of memory")
@@ -100,7 +100,7 @@ def test_batcher_groups_equal_options_and_reports_failures():
 def test_batcher_waits_for_the_games_of_the_last_batch():
     """Games come back from their own work at different times: a later round is not split at the first arrivals."""
 
-    def run(convs, options):
+    def run(convs, options, _grammars):
         time.sleep(0.05)
         return [ChatResult("ok") for _ in convs]
 

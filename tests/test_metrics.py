@@ -1,32 +1,61 @@
-"""Each metric on a hand-made case whose answer is worked out by hand."""
+"""Each metric on a hand-made case whose answer is worked out by hand, built as the typed game record."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
+from engine.game.episode import play
+from engine.game.record import Belief, Counterfactual, Episode, Outcome, PersuaderInfo, TargetInfo, Turn
+from engine.game.scenario import Scenario
 from engine.pipeline import metrics
+from engine.players.persuaders.baselines import RevealAll
+from engine.players.targets.rational import RationalTarget
+from engine.store import StoreListener, session_episode
+
+# goal A; the target dislikes cost, likes fun, is indifferent to time
+SCENARIO = Scenario.from_dict({
+    "id": "s1", "title": "two trips", "story": "Pick a trip.",
+    "proposals": [{"id": "A", "name": "Lisbon"}, {"id": "B", "name": "Oslo"}],
+    "attributes": [{"id": "cost", "name": "cost"}, {"id": "fun", "name": "fun"}, {"id": "time", "name": "time"}],
+    "effects": {"A": {"cost": -1, "fun": 1, "time": 0}, "B": {"cost": 1, "fun": 0, "time": 0}},
+    "preferences": {"cost": -1, "fun": 1, "time": 0},
+    "goal": "A",
+}, check_interesting=False)
 
 
-def traj(success: bool, turns: list[dict], *, status: str = "finished", sid: str = "s1", seed: int = 0,
-         condition: str = "hidden", prefs: dict | None = None, violations: int = 0) -> dict:
-    return {
-        "id": f"{sid}-{seed}-{condition}",
-        "scenario": {"id": sid, "preferences": prefs if prefs is not None else {"cost": -1, "fun": 1, "time": 0}},
-        "target": {"kind": "rational", "personality": "cooperative", "seed": seed},
-        "condition": condition,
-        "status": status,
-        "turns": turns,
-        "outcome": None if status != "finished" else {"choice": "A" if success else "B", "success": success,
-                                                      "turns": len(turns), "violations": violations},
-    }
+def turn(**fields) -> Turn:
+    return Turn(message="hello", target_reply="hm", **fields)
 
 
-def belief(cost: str, fun: str, time: str) -> dict:
+def blank(n: int) -> list[Turn]:
+    return [turn() for _ in range(n)]
+
+
+def episode(success: bool, turns: list[Turn], *, status: str = "finished", sid: str = "s1", seed: int = 0,
+            condition: str = "hidden", violations: int = 0, appeals: int = 0) -> Episode:
+    outcome = None
+    if status == "finished":
+        outcome = Outcome(choice="A" if success else "B", success=success, turns=len(turns), violations=violations,
+                          mental_state_appeals=appeals)
+    return Episode(
+        id=f"{sid}-{seed}-{condition}",
+        scenario=replace(SCENARIO, id=sid),
+        persuader=PersuaderInfo(name="test"),
+        target=TargetInfo(kind="rational", personality="cooperative", seed=seed),
+        condition=condition,
+        status=status,
+        turns=turns,
+        outcome=outcome,
+    )
+
+
+def belief(cost: str, fun: str, time: str) -> Belief:
     def dist(level):
         return {k: (0.8 if k == level else 0.1) for k in ("like", "neutral", "dislike")}
-    return {"preferences": {"cost": dist(cost), "fun": dist(fun), "time": dist(time)}}
+    return Belief(preferences={"cost": dist(cost), "fun": dist(fun), "time": dist(time)})
 
 
 def test_wilson_known_value_and_edges():
@@ -46,14 +75,14 @@ def test_mcnemar_exact_by_hand():
 
 
 def test_success_rate_and_turns_keep_errored_out():
-    trajs = [traj(True, [{}] * 2, seed=0), traj(True, [{}] * 5, seed=1), traj(False, [{}] * 8, seed=2),
-             traj(False, [], status="errored", seed=3)]
-    rate = metrics.success_rate(trajs)
+    episodes = [episode(True, blank(2), seed=0), episode(True, blank(5), seed=1), episode(False, blank(8), seed=2),
+                episode(False, [], status="errored", seed=3)]
+    rate = metrics.success_rate(episodes)
     assert (rate["successes"], rate["n"]) == (2, 3)
     assert rate["ci95"] == list(metrics.wilson(2, 3))
-    assert metrics.turns_to_success(trajs) == {"mean": 3.5, "median": 3.5}
-    assert metrics.turns_to_success([traj(False, [{}])]) == {"mean": None, "median": None}
-    summary = metrics.summarize(trajs)
+    assert metrics.turns_to_success(episodes) == {"mean": 3.5, "median": 3.5}
+    assert metrics.turns_to_success([episode(False, blank(1))]) == {"mean": None, "median": None}
+    summary = metrics.summarize(episodes)
     assert (summary["episodes"], summary["scored"], summary["errored"]) == (4, 3, 1)
 
 
@@ -73,11 +102,11 @@ def test_outcome_summary_overall_and_by_group():
 
 def test_preference_alignment_final_and_by_turn():
     # truth: cost dislike, fun like, time neutral
-    t = traj(True, [
-        {"index": 1, "belief": belief("like", "like", "like")},       # 1 of 3 right
-        {"index": 2, "belief": belief("dislike", "like", "neutral")},  # 3 of 3
+    t = episode(True, [
+        turn(index=1, belief=belief("like", "like", "like")),       # 1 of 3 right
+        turn(index=2, belief=belief("dislike", "like", "neutral")),  # 3 of 3
     ])
-    u = traj(False, [{"index": 1, "belief": None}], seed=1)            # no belief: 0 of 3
+    u = episode(False, [turn(index=1, belief=None)], seed=1)         # no belief: 0 of 3
     out = metrics.preference_alignment([t, u])
     assert out["final"] == pytest.approx(3 / 6)
     assert out["by_turn"] == {1: pytest.approx(1 / 6), 2: pytest.approx(1.0)}
@@ -87,33 +116,35 @@ def test_preference_alignment_final_and_by_turn():
 
 def test_counterfactual_quality():
     turns = [
-        {"index": 1, "counterfactual": {"predicted_choice": "B", "p_goal_after": 0.2}, "target_state": {"favourite": "B"}},
-        {"index": 2, "counterfactual": {"predicted_choice": "B", "p_goal_after": 0.9}, "target_state": {"favourite": "A"}},
-        {"index": 3, "counterfactual": None, "target_state": {"favourite": "A"}},
+        turn(index=1, counterfactual=Counterfactual(predicted_choice="B", p_goal_after=0.2),
+             target_state={"favourite": "B"}),
+        turn(index=2, counterfactual=Counterfactual(predicted_choice="B", p_goal_after=0.9),
+             target_state={"favourite": "A"}),
+        turn(index=3, counterfactual=None, target_state={"favourite": "A"}),
     ]
-    out = metrics.counterfactual_quality([traj(True, turns)])
+    out = metrics.counterfactual_quality([episode(True, turns)])
     assert out["choice_accuracy"] == 0.5 and out["n_choices"] == 2
     assert out["brier"] == pytest.approx(((0.2 - 1) ** 2 + (0.9 - 1) ** 2) / 2)
 
 
 def test_usage_violations_unparseable():
     turns = [
-        {"index": 1, "usage": {"input_tokens": 100, "output_tokens": 20, "cost_usd": 0.001},
-         "target_usage": {"input_tokens": 50, "output_tokens": 10, "cost_usd": 0.0005}},
-        {"index": 2, "parse_ok": False, "usage": {"input_tokens": 1, "output_tokens": 2}},
+        turn(index=1, usage={"input_tokens": 100, "output_tokens": 20, "cost_usd": 0.001},
+             target_usage={"input_tokens": 50, "output_tokens": 10, "cost_usd": 0.0005}),
+        turn(index=2, parse_ok=False, usage={"input_tokens": 1, "output_tokens": 2}),
     ]
-    s = metrics.summarize([traj(False, turns, violations=2)])
+    s = metrics.summarize([episode(False, turns, violations=2)])
     assert s["usage"] == {"input_tokens": 151, "output_tokens": 32, "cost_usd": 0.0015}
     assert s["violations"] == 2 and s["unparseable"] == 1
 
 
 def test_paired_matches_episodes_and_falls_back_across_conditions():
-    a = [traj(True, [{}], seed=i) for i in range(6)]
-    b = [traj(i == 0, [{}], seed=i) for i in range(6)] + [traj(True, [{}], seed=9)]
+    a = [episode(True, blank(1), seed=i) for i in range(6)]
+    b = [episode(i == 0, blank(1), seed=i) for i in range(6)] + [episode(True, blank(1), seed=9)]
     p = metrics.paired(a, b)
     assert (p["pairs"], p["both"], p["only_a"], p["only_b"]) == (6, 1, 5, 0)
     assert p["p_value"] == pytest.approx(2 / 32)
-    revealed = [traj(True, [{}], seed=i, condition="revealed") for i in range(6)]
+    revealed = [episode(True, blank(1), seed=i, condition="revealed") for i in range(6)]
     assert metrics.paired(b, revealed)["pairs"] == 6
     across = metrics.paired(b, revealed)  # matched without the condition: seed 0 both won, seeds 1-5 only B
     assert (across["both"], across["only_a"], across["only_b"], across["neither"]) == (1, 0, 5, 0)
@@ -121,10 +152,9 @@ def test_paired_matches_episodes_and_falls_back_across_conditions():
 
 
 def test_move_turns_and_mental_state_appeals():
-    a = traj(True, [{"index": 1, "moves": ["ask_preference cost"]}, {"index": 2, "moves": []}])
-    a["outcome"]["mental_state_appeals"] = 3
-    b = traj(False, [{"index": 1, "moves": ["disclose A.cost=-1", "conclude"]}], seed=1)
-    c = traj(False, [{"index": 1, "moves": ["conclude"]}], status="errored", seed=2)  # kept out
+    a = episode(True, [turn(index=1, moves=["ask_preference cost"]), turn(index=2, moves=[])], appeals=3)
+    b = episode(False, [turn(index=1, moves=["disclose A.cost=-1", "conclude"])], seed=1)
+    c = episode(False, [turn(index=1, moves=["conclude"])], status="errored", seed=2)  # kept out
     out = metrics.move_turns([a, b, c])
     assert out == {"turns": 3, "with_moves": 2, "rate": pytest.approx(2 / 3)}
     s = metrics.summarize([a, b, c])
@@ -134,10 +164,20 @@ def test_move_turns_and_mental_state_appeals():
 
 
 def test_interrupted_episode_is_not_scored():
-    t = traj(True, [{}], status="interrupted")
+    t = episode(True, blank(1), status="interrupted")
     assert not metrics.is_scored(t)
     assert metrics.success_rate([t])["rate"] is None
-    running = traj(False, [{}], status="running", seed=1)  # a run compared while it still plays
-    errored = traj(False, [], status="errored", seed=2)
-    summary = metrics.summarize([t, running, errored, traj(True, [{}], seed=3)])
+    running = episode(False, blank(1), status="running", seed=1)  # a run compared while it still plays
+    errored = episode(False, [], status="errored", seed=2)
+    summary = metrics.summarize([t, running, errored, episode(True, blank(1), seed=3)])
     assert (summary["scored"], summary["errored"], summary["unfinished"]) == (1, 1, 2)
+
+
+def test_a_stored_game_scores_as_the_played_one(store, business):
+    """The same numbers from a live game, the store's copy and a trajectory line read back."""
+    played = [play(business, RevealAll(), RationalTarget(), personality=p, seed=i, listeners=[StoreListener(store)])
+              for i, p in enumerate(("cooperative", "stubborn", "skeptical"))]
+    stored = [session_episode(store, e.id) for e in played]
+    from_lines = [Episode.model_validate(e.to_trajectory()) for e in played]
+    assert metrics.summarize(stored) == metrics.summarize(played) == metrics.summarize(from_lines)
+    assert metrics.paired(played, stored)["pairs"] == 3

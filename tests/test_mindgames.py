@@ -33,7 +33,7 @@ from engine.game.mindgames import (
 )
 from engine.game.moves import disclose, parse_moves
 from engine.game.scenario import Scenario, load_file
-from engine.pipeline.evaluation import EvalConfig, evaluate, run_trajectories
+from engine.pipeline.evaluation import EvalConfig, evaluate, run_episodes
 from engine.pipeline.leaderboard import Entry, build, markdown
 from engine.pipeline.trajectories import GenerationPlan, generate_trajectories
 from engine.players.targets.rational import RationalTarget
@@ -192,7 +192,7 @@ def test_mindgames_rules_play_every_message_despite_conclude():
     _, lab = _game(["conclude"], "lab")
     _, mg = _game(["conclude"], "mindgames")
     assert len(lab.turns) == 1 and len(mg.turns) == 8
-    assert mg.meta["rules"] == "mindgames" and "rules" not in lab.meta
+    assert (mg.rules, lab.rules) == ("mindgames", "lab") and "rules" not in mg.meta
 
 
 def test_mindgames_rules_reject_a_message_with_a_false_claim_whole():
@@ -225,8 +225,9 @@ def test_unknown_rules_are_refused():
 def test_an_evaluation_run_carries_its_rules(store):
     config = EvalConfig(model="greedy", scenarios=str(SCENARIOS_PATH), num_eval=2, rules="mindgames")
     run = evaluate(store, config, name="mg")
-    trajs = run_trajectories(store, run.run["id"])
-    assert [len(t["turns"]) for t in trajs] == [8, 8]  # every message played
+    episodes = run_episodes(store, run.run["id"])
+    assert [len(e.turns) for e in episodes] == [8, 8]  # every message played
+    assert [e.rules for e in episodes] == ["mindgames", "mindgames"]  # stored with each game, read back
     assert json.loads(run.run["config_json"])["rules"] == "mindgames"
     with pytest.raises(LabError, match="rules: 'mindgames' -> 'lab'"):
         evaluate(store, replace(config, rules="lab"), name="mg")
@@ -241,7 +242,7 @@ def test_generation_plays_under_the_plans_rules():
 def test_leaderboard_sets_published_rows_beside_runs():
     scenario = replace(load_file(SCENARIOS_PATH)[0], max_turns=2)
     episode = play(scenario, Scripted(["disclose A.development"]), RationalTarget(), rules="mindgames")
-    entry = Entry("scripted-hidden", "run", "scripted", "hidden", [episode.to_trajectory()])
+    entry = Entry("scripted-hidden", "run", "scripted", "hidden", [episode])
     board = build([entry], published=load_published("mindgames"))
     text = markdown(board)
     assert "Published figures" in text and "| GPT-4o | hidden | 200 | 9%" in text

@@ -84,7 +84,7 @@ def test_turn_is_parsed_with_tracker_belief_and_usage_stored(api, business, stor
 
 def test_unparseable_reply_gets_one_repair(api, business):
     api.responder = scripted(BAD, GOOD)
-    episode = play(short(business, 1), make_persuader("openai:gpt-4o"), RationalTarget())
+    episode = play(short(business, 1), make_persuader("openai:gpt-4o?structured=0"), RationalTarget())
     turn = episode.turns[0]
     assert turn.parse_ok and len(turn.moves) == 2
     assert turn.usage["calls"] == 2 and turn.usage["repaired"] is True
@@ -95,7 +95,7 @@ def test_unparseable_reply_gets_one_repair(api, business):
 
 def test_reply_still_bad_after_repair_is_logged_and_the_game_goes_on(api, business):
     api.responder = scripted(BAD)
-    episode = play(short(business), make_persuader("openai:gpt-4o"), RationalTarget())
+    episode = play(short(business), make_persuader("openai:gpt-4o?structured=0"), RationalTarget())
     assert episode.status == "finished" and episode.outcome.parse_failures == 2
     turn = episode.turns[0]
     assert not turn.parse_ok and "teleport" in turn.parse_error and turn.moves == []
@@ -115,7 +115,7 @@ def test_self_belief_is_read_from_the_reply(api, business):
 
 
 def test_streaming_persuader_passes_text_as_it_comes(api, business):
-    persuader = make_persuader("anthropic:claude-sonnet-4-6")
+    persuader = make_persuader("anthropic:claude-sonnet-4-6?structured=0")
     pieces: list[str] = []
     persuader.on_text = pieces.append
     episode = play(short(business, 1), persuader, RationalTarget())
@@ -147,3 +147,79 @@ def test_embedded_model_plays_a_turn_for_real(business):
     turn = episode.turns[0]
     assert turn.message and turn.usage["output_tokens"] > 0 and turn.usage["cost_usd"] == 0.0
     assert turn.parse_ok or (turn.parse_error and turn.usage["calls"] == 2)
+
+
+# ----- structured output: the API holds the reply to the turn's schema ---------------------------------------
+STRUCTURED = {
+    "reasoning": "She may not know that B is cheap.",
+    "counterfactual": "disclose B.cost -> P(goal) 0.40 -> 0.70",
+    "moves": ["disclose B.cost=+1", "ask_preference cost"],
+    "message": "B keeps the cost down. How much does cost matter to you?",
+}
+
+
+def test_openai_structured_is_on_by_default_with_the_turns_schema(api, business):
+    api.responder = scripted(json.dumps(STRUCTURED))
+    episode = play(short(business, 1), make_persuader("openai:gpt-4o"), RationalTarget())
+    turn = episode.turns[0]
+    assert turn.parse_ok and [m.text() for m in turn.moves] == ["disclose B.cost=+1", "ask_preference cost"]
+    assert turn.message == STRUCTURED["message"] and turn.reasoning == STRUCTURED["reasoning"]
+    assert turn.counterfactual.p_goal_after == 0.7 and "calls" not in turn.usage
+    fmt = api.bodies()[0]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    schema = fmt["json_schema"]["schema"]
+    assert schema["required"] == ["reasoning", "counterfactual", "moves", "message"]
+    moves = schema["properties"]["moves"]["items"]["enum"]
+    discloses = [m for m in moves if m.startswith("disclose")]
+    # only true disclosures: one per fact, with the scenario's own effect
+    assert len(discloses) == 9 and "disclose B.cost=+1" in discloses and "disclose A.cost=+1" not in discloses
+    assert {"ask_preference travel", "ask_knowledge C.bonding", "ask_choice", "appeal", "conclude"} <= set(moves)
+
+
+def test_claude_structured_is_a_forced_tool_call(api, business):
+    api.responder = scripted(json.dumps(STRUCTURED))
+    persuader = make_persuader("anthropic:claude-sonnet-4-6")
+    pieces: list[str] = []
+    persuader.on_text = pieces.append  # a structured reply is not streamed: the reader gets it whole, as text
+    episode = play(short(business, 1), persuader, RationalTarget())
+    turn = episode.turns[0]
+    assert turn.parse_ok and len(turn.moves) == 2 and turn.message == STRUCTURED["message"]
+    body = api.bodies()[0]
+    assert body["tool_choice"] == {"type": "tool", "name": body["tools"][0]["name"]} and "stream" not in body
+    assert body["tools"][0]["input_schema"]["properties"]["moves"]["items"]["enum"][0].startswith("disclose A.")
+    assert len(pieces) == 1 and pieces[0].startswith("REASONING:") and "MOVES: disclose B.cost=+1" in pieces[0]
+
+
+def test_structured_reply_that_breaks_the_schema_gets_the_repair(api, business):
+    bad = json.dumps({**STRUCTURED, "moves": ["teleport B"]})
+    api.responder = scripted(bad, json.dumps(STRUCTURED))
+    turn = play(short(business, 1), make_persuader("openai:gpt-4o"), RationalTarget()).turns[0]
+    assert turn.parse_ok and turn.usage["calls"] == 2 and turn.usage["repaired"] is True
+    assert "unknown move 'teleport'" in api.bodies()[1]["messages"][-1]["content"]
+    assert "response_format" in api.bodies()[1]
+
+
+def test_compatible_servers_are_free_text_unless_asked(api, business):
+    url = f"openai-compatible:{api.url}/v1:llama3"
+    play(short(business, 1), make_persuader(url), RationalTarget())
+    assert "response_format" not in api.bodies()[-1]
+    turn = play(short(business, 1), make_persuader(url + "?structured=1"), RationalTarget()).turns[0]
+    assert api.bodies()[-1]["response_format"]["type"] == "json_schema" and turn.parse_ok
+
+
+def test_compact_reply_format_in_prompt_schema_and_name(api, business):
+    api.responder = scripted(json.dumps({"moves": ["ask_choice"], "message": "Which one?"}))
+    persuader = make_persuader("openai:gpt-4o?reply=compact")
+    episode = play(short(business, 1), persuader, RationalTarget())
+    assert episode.turns[0].parse_ok and [m.text() for m in episode.turns[0].moves] == ["ask_choice"]
+    body = api.bodies()[0]
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["moves", "message"]
+    assert "Reply with MOVES, MESSAGE (MESSAGE: one or two sentences)." in body["messages"][0]["content"]
+    assert episode.persuader.name == "openai:gpt-4o?reply=compact"
+
+
+def test_bad_reply_and_structured_options_are_clear_errors(api):
+    with pytest.raises(LabError, match="unknown reply format 'short'"):
+        make_persuader("openai:gpt-4o?reply=short")
+    with pytest.raises(LabError, match="structured=1 or structured=0"):
+        make_persuader("openai:gpt-4o?structured=maybe")

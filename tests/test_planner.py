@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from engine.errors import LabError
 from engine.game.episode import play
 from engine.game.generator import HELDOUT_PATH
 from engine.game.mindgames import SCENARIOS_PATH as MINDGAMES_PATH
+from engine.game.rules import values
 from engine.game.scenario import load_file
 from engine.players.persuaders.planner import Planner, parse_spec
 from engine.players.registry import make_persuader
-from engine.players.targets.rational import RationalTarget
+from engine.players.targets.rational import PERSONALITIES, RationalTarget
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,28 @@ def test_revealed_planner_never_helps_a_rival_and_concludes(heldout):
         assert all(_gain(s, f) >= 0 for f in told), (s.id, told)
         assert not any(m.is_mental_state_appeal and m.kind == "ask_preference" for t in ep.turns for m in t.moves)
         assert ep.meta["concluded"]
+
+
+def _p_goal(scenario, known) -> float:
+    """An impulsive target's chance of choosing the goal once it knows `known`: its softmax over the values."""
+    vals = values(scenario, scenario.preferences, known)
+    temp = PERSONALITIES["impulsive"].temperature
+    return math.exp(vals[scenario.goal] / temp) / sum(math.exp(v / temp) for v in vals.values())
+
+
+def test_an_impulsive_target_hears_every_helpful_fact_and_draws_alike_told_or_not(heldout):
+    """Against a softmax chooser every true helpful fact raises P(goal), so the planner must not conclude before
+    telling them all, told the personality or not; and since the target's final draw does not depend on how the
+    conversation went, both conditions then win the same episodes (the pairing McNemar's test assumes)."""
+    for i, s in enumerate(heldout):
+        best = _p_goal(s, s.target_knows | {f for f in s.facts if _gain(s, f) > 0})
+        choices = []
+        for condition in ("hidden", "revealed"):
+            target = RationalTarget()
+            ep = play(s, Planner(), target, personality="impulsive", condition=condition, seed=i)
+            assert _p_goal(s, target.knows) == pytest.approx(best, abs=1e-9), (s.id, condition)
+            choices.append(ep.outcome.choice)
+        assert choices[0] == choices[1], s.id
 
 
 def test_turns_carry_belief_counterfactual_and_reasoning(heldout):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from engine.cli import main
 from engine.game.episode import play
@@ -13,7 +14,7 @@ from engine.game.moves import disclose
 from engine.game.record import Episode, Refusal, Turn, json_schema_text
 from engine.players.persuaders.baselines import RevealAll
 from engine.players.targets.rational import RationalTarget
-from engine.store import Store, session_trajectory
+from engine.store import MIGRATIONS, Store, StoreListener, session_episode, session_trajectory
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "trajectory.schema.json"
 
@@ -73,6 +74,46 @@ def test_old_spellings_still_read(tmp_path, business, rich_line):
     assert line["turns"][0]["refused"] == [{"move": "disclose B.cost=-1", "true_value": 1}]
     assert line["scenario"] == business.to_dict() and line["persuader"] == {"name": "reveal-all"}
     assert line["outcome"]["turns"] == len(line["turns"]) and line["turns"][2]["index"] == 3
+
+
+def test_the_rules_a_game_was_played_under_travel_with_it(tmp_path, business, capsys):
+    store = Store(tmp_path / "played.db")
+    mg = play(business, RevealAll(), RationalTarget(), rules="mindgames", listeners=[StoreListener(store)])
+    assert session_episode(store, mg.id).rules == "mindgames" and "rules" not in session_episode(store, mg.id).meta
+    store.close()
+    line = mg.to_trajectory()
+    assert line["rules"] == "mindgames"
+    src, out, db = tmp_path / "in.jsonl", tmp_path / "out.jsonl", str(tmp_path / "s.db")
+    src.write_text(json.dumps(line) + "\n")
+    assert main(["trajectories", "import", str(src), "--db", db]) == 0
+    assert main(["sessions", "export", mg.id, "--db", db, "--format", "jsonl", "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == line
+    older = {key: value for key, value in line.items() if key != "rules"}  # a file written before the field
+    assert Episode.model_validate(older).rules == "lab"
+    with pytest.raises(ValidationError, match="rules"):
+        Episode.model_validate({**line, "rules": "chess"})
+
+
+def test_a_store_from_before_the_rules_column_moves_them_out_of_meta(tmp_path, business, monkeypatch):
+    import engine.store
+
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(engine.store, "MIGRATIONS", MIGRATIONS[:3])
+    old = Store(path)
+    for sid, meta in (("mg", {"rules": "mindgames", "concluded": False}), ("lab", {"concluded": True})):
+        old.db["sessions"].insert({  # the row as the code before the field wrote it: rules in the meta, if at all
+            "id": sid, "kind": "play", "status": "finished", "scenario_id": business.id,
+            "scenario_json": json.dumps(business.to_dict()), "persuader": "reveal-all", "target": "rational",
+            "personality": "cooperative", "condition": "hidden", "seed": 0, "choice": business.goal, "success": 1,
+            "n_turns": 0, "meta_json": json.dumps(meta), "created_at": "2026-01-01",
+        })
+    old.close()
+    monkeypatch.undo()
+    store = Store(path)
+    mg, lab = session_episode(store, "mg"), session_episode(store, "lab")
+    assert (mg.rules, mg.meta) == ("mindgames", {"concluded": False})
+    assert (lab.rules, lab.meta) == ("lab", {"concluded": True})
+    store.close()
 
 
 def test_bad_line_names_file_line_and_field_path(tmp_path, rich_line, capsys):

@@ -10,6 +10,7 @@ import pytest
 from engine.errors import LabError
 from engine.pipeline.training import runs
 from engine.pipeline.training.data import load_rows
+from engine.store import Store
 
 
 def _start(store, output="models/demo"):
@@ -80,3 +81,22 @@ def test_training_files_are_checked_by_line(tmp_path):
         load_rows(broken, "sft")
     with pytest.raises(LabError, match="training data not found"):
         load_rows(tmp_path / "none.jsonl", "sft")
+
+
+def test_each_run_gets_a_folder_of_its_own_and_a_used_one_is_refused(tmp_path):
+    """`new_output_dir` never repeats (two runs started in the same second); `check_output_free` names the run
+    that holds a folder, refuses a folder with files, and lets a run resume into its own folder."""
+    assert runs.new_output_dir() != runs.new_output_dir()
+    store = Store(str(tmp_path / "s.db"))
+    held = str(tmp_path / "held")
+    run_id = runs.start_run(store, {}, backend="local", method="sft", base_model="m", data_path="d",
+                            output_dir=held, name="held")
+    with pytest.raises(LabError, match=f"holds training run {run_id}"):
+        runs.check_output_free(store, held)
+    runs.check_output_free(store, held, resume=run_id)
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "train.log").write_text("an earlier run\n")
+    with pytest.raises(LabError, match=r"holds another run's files \(train.log\)"):
+        runs.check_output_free(store, files)
+    runs.check_output_free(store, tmp_path / "fresh")

@@ -16,7 +16,7 @@ from tui_fixtures import build_store
 
 from engine.pipeline import jobs
 from engine.pipeline.training.config import TrainConfig
-from engine.store import Store
+from engine.store import Store, session_trajectory
 from ptom_tui.app import ACTIONS, PANES, LabApp
 
 
@@ -58,8 +58,8 @@ def test_start_imports_no_torch_or_transformers(tmp_path):
 
 
 async def test_play_a_whole_game_as_the_human(db):
-    """Arena: the planner persuades, the researcher answers every turn by typing; the game is in the store
-    turn by turn and shows up in the Sessions table."""
+    """Arena: the planner persuades, the researcher answers every turn by typing (each answer the words left out is
+    asked on its own, answered by its number); the game is in the store turn by turn and shows up in Sessions."""
     app = LabApp(db)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
@@ -73,15 +73,15 @@ async def test_play_a_whole_game_as_the_human(db):
                 break
             assert "Your brief" in str(app.query_one("#arena-brief").content)
             prompt = str(app.query_one("#arena-prompt").content)
-            answer = "B" if "final choice" in prompt else "ok"
-            await pilot.press(*answer, "enter")
-            replies += 1
+            alone = "1) " in prompt  # an answer asked on its own (a question the words left out, the final choice)
+            await pilot.press(*("2" if alone else "ok"), "enter")  # 2) don't care / 2) B
+            replies += not alone
             assert replies < 30
-        assert replies >= 2
+        assert replies >= 1
         store = Store(db)
         (row,) = store.list_sessions(kind="arena")
         assert row["status"] == "finished" and row["persuader"] == "planner" and row["target"] == "me"
-        assert row["choice"] == "B" and row["n_turns"] == replies - 1 == len(store.turns(row["id"]))
+        assert row["choice"] == "B" and row["n_turns"] == replies == len(store.turns(row["id"]))
         assert store.turns(row["id"])[0]["belief_json"]  # the planner's belief, shown in the side panel
         await pilot.press("f6")
         table = app.query_one("#sessions-table", DataTable)
@@ -157,6 +157,10 @@ async def test_sessions_filter_search_replay_and_archive(db, tmp_path, monkeypat
         assert app.clipboard == app.screen.traj["turns"][1]["message"]
         session_id = app.screen.traj["id"]
         assert (tmp_path / f"session-{session_id}.md").read_text().startswith("# ")
+        await pilot.press("j")  # the same trajectory line as `ptom-lab sessions export --format jsonl`
+        exported = tmp_path / f"session-{session_id}.jsonl"
+        await wait_for(pilot, lambda: exported.exists())
+        assert json.loads(exported.read_text()) == session_trajectory(Store(db), session_id)
         await pilot.press("escape", "a")  # archiving asks first: Escape keeps the session
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "Confirm")
         await pilot.press("escape")
@@ -257,10 +261,12 @@ async def test_evaluation_leaderboard_ranks_runs_with_intervals(db):
         await pilot.press("f5")
         table = app.query_one("#eval-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
-        # ranked by success rate as engine.pipeline.metrics computed it, with its 95% (Wilson) interval
+        # ranked by engine.pipeline.leaderboard as `compare` ranks, with the 95% (Wilson) interval and its columns
         assert [table.get_row_at(i)[1] for i in range(2)] == ["greedy-vs-rational", "reveal-all-vs-rational"]
-        assert table.get_row_at(0)[4] == "0.67" and table.get_row_at(0)[5] == "[0.39, 0.86]"
-        assert table.get_row_at(0)[6] == "12"
+        first = dict(zip([str(c.label) for c in table.columns.values()], table.get_row_at(0), strict=True))
+        assert first["success"] == "67%" and first["95% interval"] == "39%–86%" and first["games"] == "12"
+        assert first["persuader"] == "greedy-hidden" and first["lies"] == "0" and first["cost"] == "$0.0000"
+        assert {"turns", "align", "CF acc"} <= first.keys()
 
 
 async def test_data_pane_stats_preview_and_prepare(db, tmp_path, monkeypatch):
@@ -322,11 +328,13 @@ async def test_launch_an_evaluation_and_see_it_ranked(db):
 
         def ranked() -> bool:
             rows = [table.get_row_at(i) for i in range(table.row_count)]
-            return any(r[2] == "random" and r[7] == "finished" for r in rows)
+            return any(r[2] == "random-hidden" and r[-1] == "finished" for r in rows)
 
         await wait_for(pilot, ranked, timeout=60)
-        (row,) = [table.get_row_at(i) for i in range(table.row_count) if table.get_row_at(i)[2] == "random"]
-        assert row[6] == "6" and row[5].startswith("[")
+        columns = [str(c.label) for c in table.columns.values()]
+        (row,) = [dict(zip(columns, table.get_row_at(i), strict=True)) for i in range(table.row_count)
+                  if table.get_row_at(i)[2] == "random-hidden"]
+        assert row["games"] == "6" and "%–" in row["95% interval"]
         assert not [n for n in app._notifications if n.severity == "error"]
 
 
@@ -371,7 +379,7 @@ class _SlowStream(http.server.BaseHTTPRequestHandler):
                 time.sleep(0.05)
             self.wfile.write(b"data: [DONE]\n\n")
         except (BrokenPipeError, ConnectionResetError):  # the client hung up: what Escape does
-            pass
+            self.server.hung_up = True  # type: ignore[attr-defined]
 
     def log_message(self, *args: object) -> None:
         pass
@@ -499,6 +507,13 @@ async def test_arena_dropdowns_offer_no_blank_and_list_offline_players_first(db)
         assert targets[0] == "rational" and targets.index("rational") < targets.index("openai")
 
 
+async def open_new_run_form(pilot) -> None:
+    """Ctrl+T, then wait until the form's fields are there (the screen is pushed a frame before they mount)."""
+    app = pilot.app
+    await pilot.press("ctrl+t")
+    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunForm" and app.screen.query("#form-method"))
+
+
 async def test_a_refused_training_run_keeps_the_form(db, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rows.jsonl").write_text("{}\n")
@@ -506,8 +521,7 @@ async def test_a_refused_training_run_keeps_the_form(db, tmp_path, monkeypatch):
     (tmp_path / "models" / "taken" / "train.log").write_text("another run\n")
     app = LabApp(db)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("ctrl+t")
-        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunForm")
+        await open_new_run_form(pilot)
         app.screen.query_one("#form-data", Input).value = "rows.jsonl"
         app.screen.query_one("#form-output", Input).value = "models/taken"
         app.screen.query_one("#form-batch_size", Input).value = "8"
@@ -515,8 +529,7 @@ async def test_a_refused_training_run_keeps_the_form(db, tmp_path, monkeypatch):
         await pilot.click("#form-start")
         await wait_for(pilot, lambda: any("holds another run" in str(n.message) for n in app._notifications))
         assert not app.jobs
-        await pilot.press("ctrl+t")
-        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunForm")
+        await open_new_run_form(pilot)
         assert app.screen.query_one("#form-output", Input).value == "models/taken"
         assert app.screen.query_one("#form-batch_size", Input).value == "8"
 
@@ -567,3 +580,239 @@ async def test_a_failed_prepare_replaces_the_last_success_in_the_status(db, tmp_
         await wait_for(pilot, lambda: "prepare failed" in str(stats.content))
         assert "no trajectory file 'missing.jsonl'" in str(stats.content)
         assert any("missing.jsonl" in str(n.message) for n in app._notifications if n.severity == "error")
+
+
+
+async def test_play_the_target_in_plain_words_with_answer_buttons(db):
+    """Arena as the target: plain words in the box, each question answered with its row of buttons (like /
+    don't care / dislike, one per proposal), nothing asked twice, and the game ended with a proposal button."""
+    from textual.widgets import Button
+
+    from engine.store import session_episode
+    from ptom_tui.widgets.target_answer import TargetAnswer
+
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
+        await pilot.press("ctrl+n", "enter")
+        pane, answers, box = app.query_one("ArenaPane"), app.query_one(TargetAnswer), app.query_one("#arena-reply")
+        asked = 0
+        while True:
+            await wait_for(pilot, lambda: not box.disabled or not pane.game.is_running)
+            request = answers.request
+            if not pane.game.is_running or not request.words:
+                break
+            await pilot.press(*"cheap matters to me")
+            for row in answers.query(".answer-row"):
+                button = row.query(Button).last()  # dislike; the last proposal
+                await pilot.click(button)
+                assert button.variant == "primary"
+                asked += 1
+            assert app.focused is box  # the last pick hands the focus back: Enter sends
+            await pilot.press("enter")
+            assert box.value == "" and asked < 30  # sent
+        assert asked >= 2 and request.questions[0].final and answers.display  # every answer taken at the first ask
+        assert "final choice" in str(app.query_one("#arena-prompt").content)
+        await pilot.click(next(b for b in answers.query(Button) if str(b.label).startswith("B")))
+        await wait_for(pilot, lambda: not pane.game.is_running)
+        store = Store(db)
+        (row,) = store.list_sessions(kind="arena")
+        assert row["status"] == "finished" and row["choice"] == "B"
+        turns = session_episode(store, row["id"]).turns
+        said = [st for t in turns for st in t.statements if st.kind in ("preference", "choice")]
+        assert said and all(st.value == -1 for st in said if st.kind == "preference")
+        assert all(st.subject == "C" for st in said if st.kind == "choice")
+        assert all(t.target_reply.startswith("cheap matters to me.") for t in turns)
+        assert not answers.display
+
+
+async def test_an_invalid_target_answer_is_refused_with_the_reason(db):
+    """Arena as the target: a typed answer naming an attribute and a proposal the scenario lacks is not taken; the
+    reason is shown and the reply is asked for again."""
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
+        await pilot.press("ctrl+n", "enter")
+        box, prompt = app.query_one("#arena-reply", Input), app.query_one("#arena-prompt")
+        await wait_for(pilot, lambda: not box.disabled)
+        await pilot.press(*"PREFERS: luxury +7; CHOICE: Z", "enter")
+        await wait_for(pilot, lambda: not box.disabled and "Not taken" in str(prompt.content))
+        assert "there is no attribute 'luxury'" in str(prompt.content)
+        assert "there is no proposal 'Z'" in str(prompt.content)
+        assert app.query_one("ArenaPane").game.is_running
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running)
+
+
+async def test_data_prepare_takes_val_only_successful_and_test_scenarios_and_shows_the_summary(db, tmp_path,
+                                                                                               monkeypatch):
+    """Prepare from the pane with the CLI's --val, --only-successful and --test-scenarios: the splits are written,
+    only won conversations are kept, and the preview shows `prepare`'s summary (tokens per split, the longest
+    examples, the price); the file list labels the trajectory file and the prepared ones by kind, in full."""
+    from engine.pipeline.trajectories import GenerationPlan
+
+    monkeypatch.chdir(tmp_path)
+    jobs.run(jobs.generate_job(GenerationPlan(n=8), "traj.jsonl", db), say=lambda text: None)
+    trajectories = [json.loads(line) for line in (tmp_path / "traj.jsonl").read_text().splitlines()]
+    held_out = trajectories[0]["scenario"]["id"]
+    (tmp_path / "test.txt").write_text(held_out + "\n")
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.query_one("#data-found", Select).prompt != "found .jsonl")
+        app.query_one("#data-path", Input).value = "traj.jsonl"
+        app.query_one("#data-val", Input).value = "0.3"
+        app.query_one("#data-test-scenarios", Input).value = "test.txt"
+        app.query_one("#data-only-successful").value = True
+        await pilot.press("ctrl+r")
+        stats = app.query_one("#data-stats")
+        await wait_for(pilot, lambda: "Prepared chatml rows" in str(stats.content), timeout=60)
+        preview = "\n".join(line.text for line in app.query_one("#data-preview", RichLog).lines)
+        assert "tokens" in preview and "longest examples" in preview and "OpenAI fine-tune" in preview
+        assert "val" in preview and "test" in preview
+        test_rows = [json.loads(x) for x in (tmp_path / "training_data.test.jsonl").read_text().splitlines()]
+        train_rows = [json.loads(x) for x in (tmp_path / "training_data.jsonl").read_text().splitlines()]
+        assert (tmp_path / "training_data.val.jsonl").exists()
+        assert {r["meta"]["scenario"] for r in test_rows} <= {held_out}
+        assert held_out not in {r["meta"]["scenario"] for r in train_rows}
+        assert all(r["meta"]["success"] for r in train_rows + test_rows)
+        found = app.query_one("#data-found", Select)
+        await wait_for(pilot, lambda: any(str(label) == "prepared chat: training_data.jsonl"
+                                          for label, _ in found._options))
+        labels = [str(label) for label, value in found._options if value is not Select.NULL]
+        assert labels[0] == "trajectories: traj.jsonl"  # the file this pane loads first, then the prepared ones
+        assert {"prepared chat: training_data.val.jsonl", "prepared chat: training_data.test.jsonl"} <= set(labels)
+
+
+async def test_finetune_refuses_a_folder_that_holds_another_run_in_the_tui(db, tmp_path, monkeypatch):
+    """The form's output folder of a stored run (the fixture's `fixed-run`, in models/fixed) is refused with the
+    run's name, as `ptom-lab finetune --output` refuses it; nothing starts."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rows.jsonl").write_text("{}\n")
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_new_run_form(pilot)
+        app.screen.query_one("#form-data", Input).value = "rows.jsonl"
+        app.screen.query_one("#form-output", Input).value = "models/fixed"
+        await pilot.pause()
+        await pilot.click("#form-start")
+        await wait_for(pilot, lambda: any("holds training run fixed-run" in str(n.message) for n in app._notifications))
+        assert not app.jobs
+
+
+async def test_the_runs_table_shows_the_loss_of_a_running_run(tmp_path):
+    """While a run trains (no final metrics yet) its `loss` cell is its latest logged step's loss, not `-`."""
+    from engine.pipeline.training import runs
+
+    path = str(tmp_path / "s.db")
+    store = build_store(path)
+    run_id = runs.start_run(store, {}, backend="local", method="sft", base_model="m", data_path="d",
+                            output_dir="models/live", name="live", run_id="live-run")  # this living process trains it
+    for step, loss in ((1, 2.5), (2, 1.75)):
+        runs.add_step(store, run_id, {"step": step, "loss": loss})
+    store.close()
+    app = LabApp(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f4")
+        table = app.query_one("#training-runs", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        cells = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
+        assert cells["live-run"][1] == "running" and cells["live-run"][4] == "1.750"
+        assert cells["fixed-run"][4] == "1.200"  # a finished run keeps its final loss
+
+
+async def _start_as_the_persuader(app, pilot) -> None:
+    """The researcher persuades the rule-based human in the Arena, up to the first message box."""
+    await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
+    app.query_one("#arena-persuader", Select).value = "me"
+    app.query_one("#arena-target", Select).value = "rational"
+    await pilot.press("ctrl+n", "enter")
+    await wait_for(pilot, lambda: not app.query_one("#arena-reply", Input).disabled)
+
+
+async def test_play_as_the_persuader_with_the_move_builder(db):
+    """Arena, the researcher persuades: the builder offers each proposal's true facts only, with the true effect
+    filled in; the moves it builds reach the target, and a built `conclude` ends the game."""
+    from engine.game.scenario import ScenarioLibrary
+
+    scenario = ScenarioLibrary().get("business_vacation")
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _start_as_the_persuader(app, pilot)
+        assert app.query_one("#arena-moves").display
+        assert "ask_preference travel" in app.query_one("#arena-reply", Input).placeholder  # the scenario's own ids
+        assert app.query_one("#arena-brief-box").max_scroll_y == 0  # the whole brief in sight at 120x40
+        proposal, attribute = app.query_one("#move-proposal", Select), app.query_one("#move-attribute", Select)
+        for pid in scenario.proposal_ids:
+            proposal.value = pid
+            await pilot.pause(0.1)
+            offered = [str(label) for label, _ in attribute._options]
+            assert offered == [f"{a}={scenario.effect((pid, a)):+d}" for p, a in scenario.facts if p == pid]
+        proposal.value = "A"
+        await pilot.pause(0.1)
+        attribute.value = "bonding"
+        await pilot.click("#move-add")
+        app.query_one("#move-kind", Select).value = "ask_preference"
+        await pilot.pause(0.1)
+        app.query_one("#move-attribute", Select).value = "travel"
+        await pilot.click("#move-add")
+        await pilot.press(*"Lisbon brings us together.", "enter")
+        await wait_for(pilot, lambda: len(app.query_one("#arena-transcript").entries) >= 2)
+        await wait_for(pilot, lambda: not app.query_one("#arena-reply", Input).disabled)
+        app.query_one("#move-kind", Select).value = "conclude"
+        await pilot.pause(0.1)  # the proposal and attribute lists close: the button moves left
+        await pilot.click("#move-add")
+        await pilot.press(*"Time to decide.", "enter")
+        await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running)
+    (row,) = Store(db).list_sessions(kind="arena")
+    first, last = Store(db).turns(row["id"])
+    assert row["status"] == "finished" and row["persuader"] == "me"
+    assert json.loads(first["moves_json"]) == ["disclose A.bonding=+1", "ask_preference travel"]
+    assert first["message"] == "Lisbon brings us together." and "A.bonding" in json.loads(first["target_state_json"])["knows"]
+    assert json.loads(last["moves_json"]) == ["conclude"]
+
+
+async def test_a_persuader_message_with_no_move_warns_before_it_is_sent(db):
+    """A message without a move would spend a turn on a plain appeal: the first Enter warns and keeps the text,
+    the second sends it."""
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _start_as_the_persuader(app, pilot)
+        box = app.query_one("#arena-reply", Input)
+        await pilot.press(*"Pick Lisbon", "enter")
+        await pilot.pause(0.3)
+        assert any("no move" in str(n.message) for n in app._notifications)
+        assert box.value == "Pick Lisbon" and not box.disabled and not app.query_one("#arena-transcript").entries[1:]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.query_one("#arena-transcript").entries) >= 2)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running)
+    (row,) = Store(db).list_sessions(kind="arena")
+    (turn,) = Store(db).turns(row["id"])
+    assert turn["message"] == "Pick Lisbon" and json.loads(turn["moves_json"]) == []
+
+
+async def test_a_model_turn_shows_elapsed_time_and_escape_stops_the_generation(db):
+    """From Play until the model's reply lands a status line counts the seconds; Escape ends the game and stops
+    the generation itself: the server sees the client hang up long before its reply would end."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowStream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app = LabApp(db)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.query_one("#arena-persuader", Select).value == "planner")
+            app.query_one("#arena-persuader", Select).value = "openai-compatible"
+            app.query_one("#arena-persuader-arg", Input).value = f"http://127.0.0.1:{server.server_port}/v1:tiny"
+            app.query_one("#arena-target", Select).value = "rational"
+            await pilot.press("ctrl+n", "enter")
+            status = app.query_one("#arena-status")
+            seconds = lambda: float(str(status.content).split()[1])  # noqa: E731 - "Playing: 1.2 s · ..."
+            await wait_for(pilot, lambda: status.display and seconds() >= 1.0)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running, timeout=10)
+            await wait_for(pilot, lambda: getattr(server, "hung_up", False), timeout=5)
+            assert not status.display
+    finally:
+        server.shutdown()
+    (row,) = Store(db).list_sessions(kind="arena")
+    assert row["status"] == "interrupted"

@@ -9,18 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from engine.cli.common import add_json_flag, console, open_store, print_rows
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 # flag -> (type, help); each becomes a TrainConfig override when given
 OPTIONS: dict[str, tuple[Any, str]] = {
     "--model": (str, "base model: a Hugging Face folder or name (default: the embedded SmolLM2); "
                      "with --backend openai an OpenAI model (default gpt-4o-mini-2024-07-18)"),
     "--data": (str, "training file (chatml/sharegpt/openai for sft, kto or dpo rows)"),
-    "--output": (str, "adapter folder, e.g. models/NAME (checkpoints go inside)"),
+    "--output": (str, "adapter folder, e.g. models/NAME (checkpoints go inside; default: a new models/run-DATE-TIME-ID); "
+                      "a folder that holds another run is refused"),
     "--name": (str, "run and model name (default: the output folder's name)"),
     "--eval-data": (str, "held-out file in the same format: eval loss every --save-steps"),
     "--validation-data": (str, "OpenAI backend: a validation file"),
@@ -92,10 +96,12 @@ def finetune(args: argparse.Namespace) -> int:
     from engine.pipeline.training.config import load_config
 
     store = open_store(args)
-    base = None
+    resume_id = None
+    # a local run gets a folder of its own unless one is given (the OpenAI backend writes no folder)
+    base: dict[str, Any] = {} if args.backend == "openai" else {"output": runs.new_output_dir()}
     if args.resume:
         row = runs.get_run(store, args.resume)
-        base = runs.run_config(row)
+        base, resume_id = runs.run_config(row), row["id"]
     cfg = load_config(args.config, overrides(args), base)
     if cfg.backend == "openai":
         from engine.pipeline.training import openai_ft
@@ -105,6 +111,7 @@ def finetune(args: argparse.Namespace) -> int:
         from engine.pipeline.training import loop, preference, sft
 
         trainer = sft if cfg.method == "sft" else preference
+        runs.check_output_free(store, cfg.output, resume_id)  # never a second run's log over the first's
         loop.check_environment(cfg)  # a missing GPU or package is the only line printed
         console.print(f"training {cfg.method} LoRA on {cfg.model} with {cfg.data} -> {cfg.output}")
         try:
@@ -175,13 +182,18 @@ def _print_header(row: dict[str, Any]) -> None:
         console.print(f"OpenAI job {row['checkpoint']}", highlight=False)
 
 
-def _print_end(row: dict[str, Any]) -> None:
+def _print_end(store: Store, row: dict[str, Any]) -> None:
+    """Metrics, error, and for an interrupted run how to resume it, unless another run has since used its folder."""
+    from engine.pipeline.training import runs
+
     if row["metrics_json"]:
         console.print("metrics " + json.dumps(json.loads(row["metrics_json"])), markup=False, highlight=False, soft_wrap=True)
     if row["error"]:
         console.print(f"[red]error: {row['error']}[/red]", highlight=False)
-    if row["status"] == "interrupted":
+    if runs.resumable(store, row):
         console.print(f"resume it: ptom-lab finetune --resume {row['id']}", markup=False)
+    elif row["status"] == "interrupted":
+        console.print(f"not resumable: another run has written into its folder {row['output_dir']}", markup=False)
 
 
 def show_run(args: argparse.Namespace) -> int:
@@ -197,7 +209,7 @@ def show_run(args: argparse.Namespace) -> int:
         steps = steps[-args.steps:]
     for s in steps:
         console.print(runs.format_step(s, row["total_steps"]), markup=False, soft_wrap=True)
-    _print_end(row)
+    _print_end(store, row)
     return 0
 
 
@@ -222,5 +234,5 @@ def follow_run(args: argparse.Namespace) -> int:
         console.print("stopped following; the run goes on")
         return 0
     console.print(f"run {row['status']}")
-    _print_end(row)
+    _print_end(store, row)
     return 0 if row["status"] == "finished" else 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from engine.cli.common import console, open_store, positive_int
@@ -16,6 +17,7 @@ from engine.errors import LabError
 from engine.files import check_writable_folder
 from engine.llm import pricing
 from engine.pipeline.dataprep import FORMATS
+from engine.players.reply_schema import REPLY_FORMATS
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -37,6 +39,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed lines instead of stopping")
     p.add_argument("--model", default="", help="model to be trained, for its tokenizer (default: the embedded SmolLM2)")
     p.add_argument("--self-belief", action="store_true", help="the model writes its own BELIEF section (no tracker)")
+    p.add_argument("--reply-format", choices=REPLY_FORMATS, default="full",
+                   help="full: REASONING, COUNTERFACTUAL, MOVES, MESSAGE; compact: MOVES and a short MESSAGE "
+                        "(play the trained model with the same ?reply=)")
     p.add_argument("--only-successful", action="store_true", help="keep only turns of successful conversations")
     p.add_argument("--epochs", type=positive_int, help="epochs for the OpenAI cost estimate (default: what n_epochs auto picks)")
     p.add_argument("--openai-model", choices=list(pricing.PRICES), default=pricing.DEFAULT_MODEL, metavar="MODEL",
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     opts = PrepareOptions(
         input=args.input, output=args.output, format=args.format, val=args.val, seed=args.seed,
         test_scenarios=args.test_scenarios, max_tokens=args.max_tokens, skip_bad=args.skip_bad,
-        model=args.model or None, self_belief=args.self_belief, only_successful=args.only_successful,
+        model=args.model or None, self_belief=args.self_belief, reply_format=args.reply_format,
+        only_successful=args.only_successful,
         epochs=args.epochs, price_model=args.openai_model,
     )
     with console.status("reading, formatting and counting tokens"):
@@ -73,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    """The summary of one `prepare` run as rich tables; also used by bench/prepare.py."""
+def print_summary(summary: dict[str, Any], out: Console = console) -> None:
+    """The summary of one `prepare` run as rich tables, on `out`: the terminal here, bench/prepare.py, and the TUI's
+    Data pane (a recording console) show the same tables."""
     fmt = summary["format"]
-    console.print(f"[bold]{fmt}[/bold] from {summary['source']}", highlight=False, soft_wrap=True)
+    out.print(f"[bold]{fmt}[/bold] from {summary['source']}", highlight=False, soft_wrap=True)
     extra = {"kto": ("desirable", "desirable"), "dpo": ("states", "dpo_states")}.get(fmt)
     columns = ["split", "conversations", "success", "pairs" if fmt == "dpo" else "examples"]
     columns += [extra[0]] if extra else []
@@ -88,35 +95,37 @@ def print_summary(summary: dict[str, Any]) -> None:
                  f"{s['examples']:,}"]
         cells += [f"{s[extra[1]]:,}"] if extra else []
         table.add_row(*cells, f"{s['tokens']:,}", f"{s['max_example_tokens']:,}")
-    console.print(table)
+    out.print(table)
     for split, s in summary["splits"].items():
         if s["file"]:
-            console.print(f"{split:<5} -> {s['file']}", highlight=False, soft_wrap=True)
-    console.print(f"tokens counted with the tokenizer of {summary['tokenizer']}")
+            out.print(f"{split:<5} -> {s['file']}", highlight=False, soft_wrap=True)
+    out.print(f"tokens counted with the tokenizer of {summary['tokenizer']}")
+    if summary.get("reply_format", "full") != "full":  # the spec must say so at play time
+        out.print(f"reply format {summary['reply_format']}: play the trained model with ?reply={summary['reply_format']}")
     for reason, n in summary["skipped"].items():
-        console.print(f"skipped {n:,} turns: {reason}")
+        out.print(f"skipped {n:,} turns: {reason}")
     bad = summary["bad_lines"]
     if bad:
-        console.print(f"[yellow]skipped {len(bad):,} bad lines (--skip-bad):[/yellow]")
+        out.print(f"[yellow]skipped {len(bad):,} bad lines (--skip-bad):[/yellow]")
         for b in bad[:10]:
-            console.print(f"  line {b['line']}: {b['reason']}")
+            out.print(f"  line {b['line']}: {b['reason']}")
         if len(bad) > 10:
-            console.print(f"  ... and {len(bad) - 10:,} more")
+            out.print(f"  ... and {len(bad) - 10:,} more")
     if summary["longest"]:
         longest = Table(title="longest examples", title_justify="left")
         for col in ("tokens", "split", "conversation", "turn"):
             longest.add_column(col, justify="right" if col in ("tokens", "turn") else "left")
         for row in summary["longest"]:
             longest.add_row(f"{row['tokens']:,}", row["split"], row["conversation"], str(row["turn"]))
-        console.print(longest)
+        out.print(longest)
     over = summary["over_max_tokens"]
     if summary["max_tokens"]:
-        console.print(f"{len(over):,} examples over --max-tokens {summary['max_tokens']:,} (kept, not cut)")
+        out.print(f"{len(over):,} examples over --max-tokens {summary['max_tokens']:,} (kept, not cut)")
         for row in over[:10]:
-            console.print(f"  {row['split']} {row['conversation']} turn {row['turn']}: {row['tokens']:,} tokens")
+            out.print(f"  {row['split']} {row['conversation']} turn {row['turn']}: {row['tokens']:,} tokens")
     cost = summary["openai_cost"]
     note = "" if cost["applies"] else " [dim](this format is not an OpenAI chat file: same tokens as SFT)[/dim]"
-    console.print(
+    out.print(
         f"OpenAI fine-tune of the train file: {cost['training_tokens']:,} tokens x {cost['epochs']} epochs "
         f"({cost['epochs_rule']}) x ${cost['usd_per_million']:.2f}/1M ({cost['model']}, prices as of "
         f"{cost['prices_as_of']}) = [bold]${cost['usd']:,.2f}[/bold]{note}"
@@ -125,9 +134,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{m} ${pricing.training_cost(cost['training_tokens'], cost['epochs'], m):,.2f}"
         for m in pricing.PRICES if m != cost["model"]
     ]
-    console.print(f"[dim]other models: {', '.join(others)}[/dim]")
+    out.print(f"[dim]other models: {', '.join(others)}[/dim]")
     for warning in summary.get("warnings", []):
-        console.print(f"[yellow]warning: {warning}[/yellow]")
+        out.print(f"[yellow]warning: {warning}[/yellow]")
 
 
 def run_check(args: argparse.Namespace) -> int:

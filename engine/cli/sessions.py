@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from rich.markdown import Markdown
@@ -11,7 +10,7 @@ from rich.table import Table
 
 from engine.cli.common import add_json_flag, console, open_store, print_rows
 from engine.files import write_text
-from engine.game.transcript import markdown
+from engine.game.transcript import EXPORT_FORMATS, export_text, markdown
 from engine.store import session_outcome, session_trajectory
 
 
@@ -33,7 +32,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sh.set_defaults(func=show)
     ex = s.add_parser("export", parents=[common], help="a session as Markdown or a trajectory JSONL line")
     ex.add_argument("id")
-    ex.add_argument("--format", choices=["md", "jsonl"], default="md")
+    ex.add_argument("--format", choices=EXPORT_FORMATS, default="md")
     ex.add_argument("--out", help="file to write (default: standard output)")
     ex.set_defaults(func=export)
     ar = s.add_parser("archive", parents=[common], help="hide a session from lists (--undo to restore)")
@@ -87,7 +86,7 @@ def show(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     traj = session_trajectory(open_store(args), args.id)
-    text = markdown(traj) if args.format == "md" else json.dumps(traj, ensure_ascii=False) + "\n"
+    text = export_text(traj, args.format)
     if args.out:
         write_text(args.out, text)
         console.print(f"wrote {args.out}")

@@ -77,9 +77,10 @@ def play(
         persuader=PersuaderInfo(name=persuader.name),
         target=TargetInfo(kind=target.name, personality=personality, seed=seed),
         condition=condition,
+        rules=rules,
         status="running",
         kind=kind,
-        meta=dict(meta or {}, **({"rules": rules} if rules != "lab" else {})),
+        meta=dict(meta or {}),
     )
     revealed = (
         HiddenState(dict(scenario.preferences), scenario.target_knows, personality) if condition == "revealed" else None

@@ -31,7 +31,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from engine.errors import LabError
-from engine.game.interfaces import CONDITIONS, Statement
+from engine.game.interfaces import CONDITIONS, RULE_SETS, Statement
 from engine.game.moves import Move, parse_move
 from engine.game.scenario import Scenario, ScenarioLibrary, fact_key
 
@@ -261,6 +261,9 @@ class Episode(Record):
     persuader: PersuaderInfo
     target: TargetInfo
     condition: Literal[CONDITIONS]  # type: ignore[valid-type]
+    rules: Literal[RULE_SETS] = Field(  # type: ignore[valid-type]
+        default="lab", description="the rule set the game was played under (engine/game/interfaces.py RULE_SETS)"
+    )
     turns: list[Turn] = []
     outcome: Outcome | None = Field(default=None, description="null only for a stored game that did not finish")
     status: Literal["running", "finished", "interrupted", "errored"] = "finished"

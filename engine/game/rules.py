@@ -9,10 +9,12 @@ on the order in which proposals are listed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from engine.game.scenario import Fact, Scenario, ScenarioError
+
+if TYPE_CHECKING:  # numpy only for the planner's array form: every command's start-up imports this module
+    import numpy as np
 
 TIE = 1e-9
 """Values closer than this are equal: preference weights may be fractions whose sums differ by rounding only."""
@@ -45,6 +47,8 @@ def choose(vals: Mapping[str, float], current: str) -> str:
 
 def choose_array(vals: np.ndarray, current: np.ndarray | None) -> np.ndarray:
     """`choose` over the last axis of (..., n) values, as proposal indices; -1 where tied with no current choice."""
+    import numpy as np
+
     high = vals.max(axis=-1)
     unique = (vals >= high[..., None] - TIE).sum(axis=-1) == 1
     return np.where(unique, vals.argmax(axis=-1), -1 if current is None else current)

@@ -61,3 +61,13 @@ def markdown(traj: dict[str, Any]) -> str:
         lines += turn_lines(turn)
     lines += outcome_lines(traj)
     return "\n".join(lines).strip() + "\n"
+
+
+EXPORT_FORMATS = ("md", "jsonl")
+
+
+def export_text(traj: dict[str, Any], fmt: str) -> str:
+    """A session as the CLI's `sessions export` and the TUI's replay write it: Markdown, or one trajectory line."""
+    import json
+
+    return markdown(traj) if fmt == "md" else json.dumps(traj, ensure_ascii=False) + "\n"

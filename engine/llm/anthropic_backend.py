@@ -8,11 +8,22 @@ whose message never contains the key.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from typing import Any
 
 from engine.errors import LabError
-from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, TextCallback, api_error, split_system
+from engine.llm.base import (
+    SCHEMA_NAME,
+    Backend,
+    ChatResult,
+    GenerationOptions,
+    Message,
+    TextCallback,
+    api_error,
+    split_system,
+)
 from engine.llm.catalog import estimate_cost
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
@@ -20,6 +31,7 @@ KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
 class AnthropicBackend(Backend):
     provider = "anthropic"
+    structured_output = True  # a forced tool call whose input schema is the reply's
 
     def __init__(self, model: str, *, max_retries: int = 4, timeout: float = 120.0) -> None:
         if not os.environ.get(KEY_VARIABLE):
@@ -45,7 +57,9 @@ class AnthropicBackend(Backend):
         return kwargs
 
     def _result(self, message, started: float) -> ChatResult:
-        text = "".join(getattr(block, "text", "") for block in message.content)
+        """The text blocks, or for a forced tool call its input as JSON text."""
+        tool = next((block for block in message.content if getattr(block, "type", "") == "tool_use"), None)
+        text = json.dumps(tool.input) if tool is not None else "".join(getattr(b, "text", "") for b in message.content)
         usage = message.usage
         return ChatResult(
             text=text,
@@ -57,10 +71,20 @@ class AnthropicBackend(Backend):
         )
 
     def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> ChatResult:
-        options = options or GenerationOptions()
+        return self._chat(self._request(messages, options or GenerationOptions()))
+
+    def chat_structured(
+        self, messages: list[Message], schema: dict[str, Any], options: GenerationOptions | None = None
+    ) -> ChatResult:
+        """The reply as JSON text: Claude must call one tool whose input schema is `schema` (forced tool choice)."""
+        tool = {"name": SCHEMA_NAME, "description": "Write your reply for this turn.", "input_schema": schema}
+        request = self._request(messages, options or GenerationOptions())
+        return self._chat({**request, "tools": [tool], "tool_choice": {"type": "tool", "name": SCHEMA_NAME}})
+
+    def _chat(self, request: dict[str, Any]) -> ChatResult:
         started = time.perf_counter()
         try:
-            message = self.client.messages.create(**self._request(messages, options))
+            message = self.client.messages.create(**request)
         except self._sdk.APIError as exc:
             raise api_error("Anthropic", self.model, exc) from None
         return self._result(message, started)

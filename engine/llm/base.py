@@ -70,6 +70,9 @@ class Backend(abc.ABC):
 
     provider: str = ""
     model: str = ""
+    structured_output: bool = False  # whether `chat_structured` can hold a reply to a JSON schema (APIs)
+    grammar_output: bool = False  # whether `chat_grammar` can decode a reply under a Lark grammar (local models)
+
 
     @abc.abstractmethod
     def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> ChatResult:
@@ -83,6 +86,27 @@ class Backend(abc.ABC):
         on_text(result.text)
         return result
 
+    def chat_structured(
+        self, messages: list[Message], schema: dict[str, Any], options: GenerationOptions | None = None
+    ) -> ChatResult:
+        """One answer that follows the JSON `schema`, as JSON text (the API enforces it, not a prompt)."""
+        raise LabError(f"{self.describe()} has no structured output: leave out structured=1")
+
+    def check_grammar(self, grammar: str) -> None:
+        """A LabError naming the cause when `grammar` cannot be used: called before a game starts."""
+        raise LabError(f"{self.describe()} cannot decode under a grammar")
+
+    def chat_grammar(
+        self,
+        messages: list[Message],
+        grammar: str,
+        options: GenerationOptions | None = None,
+        on_text: TextCallback | None = None,
+    ) -> ChatResult:
+        """One answer whose every token the Lark `grammar` allows (local models, where decoding is ours);
+        streamed to `on_text` when given."""
+        raise LabError(f"{self.describe()} cannot decode under a grammar")
+
     def chat_batch(
         self, conversations: Sequence[list[Message]], options: GenerationOptions | None = None
     ) -> list[ChatResult]:
@@ -94,6 +118,9 @@ class Backend(abc.ABC):
 
     def describe(self) -> str:
         return f"{self.provider}:{self.model}"
+
+
+SCHEMA_NAME = "persuader_reply"  # the name an API is given for a reply schema (OpenAI's format, Claude's tool)
 
 
 def split_system(messages: list[Message]) -> tuple[str, list[Message]]:

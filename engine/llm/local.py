@@ -6,6 +6,9 @@ threads are gathered by a `Batcher` and answered by a single left-padded `genera
 model between all those players: `shared_backend(path, adapter)` returns the same `LocalBackend` for the same
 model, and every `LocalBackend.chat` call goes through its batcher.
 
+A reply may be decoded under a grammar (`chat_grammar`, `engine.llm.grammar`): each request in a batch keeps
+its own, so games of different scenarios still share a generate call.
+
 CUDA is used when present; `load_in_4bit=True` quantises with bitsandbytes on CUDA, and falls back to full
 precision (with a warning) where either is missing.
 """
@@ -24,6 +27,8 @@ from typing import Any
 from engine.errors import LabError
 from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, TextCallback
 from engine.llm.embedded import EMBEDDED_ALIASES, resolve_model_path
+from engine.llm.grammar import INSTALL_HINT, GrammarCompiler, GrammarLogits
+from engine.llm.grammar import available as grammar_available
 
 DEFAULT_MAX_BATCH = 16
 DEFAULT_WAIT_S = 0.02  # how long the batcher always waits for other threads' requests before generating
@@ -35,6 +40,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")  # the `dtype=` spec option
 class _Request:
     messages: list[Message]
     options: GenerationOptions
+    grammar: str | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -60,8 +66,8 @@ class Batcher:
         self._pending: list[_Request] = []
         self._worker: threading.Thread | None = None
 
-    def submit(self, messages: list[Message], options: GenerationOptions) -> ChatResult:
-        request = _Request(messages, options)
+    def submit(self, messages: list[Message], options: GenerationOptions, grammar: str | None = None) -> ChatResult:
+        request = _Request(messages, options, grammar)
         with self._cond:
             self._pending.append(request)
             if self._worker is None:
@@ -95,7 +101,7 @@ class Batcher:
         while (batch := self._take()) is not None:
             self.batch_sizes.append(len(batch))
             try:
-                results = self.run_batch([r.messages for r in batch], batch[0].options)
+                results = self.run_batch([r.messages for r in batch], batch[0].options, [r.grammar for r in batch])
             except BaseException as exc:  # every waiting game learns of the failure
                 for r in batch:
                     r.future.set_exception(exc)
@@ -212,11 +218,36 @@ class LocalBackend(Backend):
         self.load_s = time.perf_counter() - started
         self._lock = threading.Lock()  # one generate at a time on this model
         self.batcher = Batcher(self._generate, max_batch, wait_s)
+        self._compiler: Any = None  # grammars for this tokenizer, made at the first grammar asked for
+        self.grammar_output = grammar_available()
 
     # ----- the Backend interface -----------------------------------------------------------------------
     def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> ChatResult:
         """Through the batcher: concurrent callers share one generate call."""
         return self.batcher.submit(messages, options or GenerationOptions())
+
+    def check_grammar(self, grammar: str) -> None:
+        """A LabError naming the cause when `grammar` cannot be used with this model's tokenizer."""
+        self._grammar_compiler().check(grammar)
+
+    def chat_grammar(
+        self,
+        messages: list[Message],
+        grammar: str,
+        options: GenerationOptions | None = None,
+        on_text: TextCallback | None = None,
+    ) -> ChatResult:
+        """Like `chat` (`chat_stream` with `on_text`), with every token of the reply allowed by the Lark `grammar`."""
+        if not self.grammar_output:
+            raise LabError(f"local model {self.model}: decoding under a grammar needs {INSTALL_HINT}")
+        if on_text is not None:
+            return self._stream(messages, on_text, options or GenerationOptions(), grammar)
+        return self.batcher.submit(messages, options or GenerationOptions(), grammar)
+
+    def _grammar_compiler(self) -> GrammarCompiler:
+        if self._compiler is None:
+            self._compiler = GrammarCompiler(self.tokenizer)
+        return self._compiler
 
     def chat_batch(self, conversations, options: GenerationOptions | None = None) -> list[ChatResult]:
         options = options or GenerationOptions()
@@ -228,9 +259,13 @@ class LocalBackend(Backend):
     def chat_stream(
         self, messages: list[Message], on_text: TextCallback, options: GenerationOptions | None = None
     ) -> ChatResult:
+        return self._stream(messages, on_text, options or GenerationOptions())
+
+    def _stream(
+        self, messages: list[Message], on_text: TextCallback, options: GenerationOptions, grammar: str | None = None
+    ) -> ChatResult:
         from transformers import TextIteratorStreamer
 
-        options = options or GenerationOptions()
         enc = self._encode([messages])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         started = time.perf_counter()
@@ -238,7 +273,7 @@ class LocalBackend(Backend):
 
         def work() -> None:
             try:
-                output["ids"] = self._run(enc, options, streamer=streamer)
+                output["ids"] = self._run(enc, options, streamer=streamer, grammars=[grammar])
             except Exception as exc:  # end the stream so the reader is not left waiting
                 output["error"] = exc
                 streamer.end()
@@ -261,7 +296,7 @@ class LocalBackend(Backend):
         ]
         return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
-    def _run(self, enc, options: GenerationOptions, streamer=None):
+    def _run(self, enc, options: GenerationOptions, streamer=None, grammars: list[str | None] | None = None):
         import torch
 
         kwargs: dict[str, Any] = {
@@ -269,7 +304,16 @@ class LocalBackend(Backend):
             "pad_token_id": self.tokenizer.pad_token_id,
             "do_sample": options.temperature > 0,
         }
-        if options.temperature > 0:
+        if grammars and any(grammars):
+            # the grammar's mask first, then temperature and top-p: sampling never meets a row masked empty
+            from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+            compiler = self._grammar_compiler()
+            processors: list[Any] = [GrammarLogits([compiler.matcher(g) if g else None for g in grammars])]
+            if options.temperature > 0:
+                processors += [TemperatureLogitsWarper(options.temperature), TopPLogitsWarper(0.95)]
+            kwargs.update(logits_processor=LogitsProcessorList(processors), temperature=None, top_p=None, top_k=None)
+        elif options.temperature > 0:
             kwargs.update(temperature=options.temperature, top_p=0.95)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
@@ -280,11 +324,13 @@ class LocalBackend(Backend):
         with torch.inference_mode():
             return self.net.generate(**enc, **kwargs)
 
-    def _generate(self, conversations: list[list[Message]], options: GenerationOptions) -> list[ChatResult]:
+    def _generate(
+        self, conversations: list[list[Message]], options: GenerationOptions, grammars: list[str | None] | None = None
+    ) -> list[ChatResult]:
         enc = self._encode(conversations)
         started = time.perf_counter()
         with self._lock:
-            ids = self._run(enc, options)
+            ids = self._run(enc, options, grammars=grammars)
         return self._results(enc, ids, options, started)
 
     def _results(self, enc, ids, options: GenerationOptions, started: float) -> list[ChatResult]:

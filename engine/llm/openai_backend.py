@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from engine.errors import LabError
-from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, TextCallback, api_error
+from engine.llm.base import SCHEMA_NAME, Backend, ChatResult, GenerationOptions, Message, TextCallback, api_error
 from engine.llm.catalog import estimate_cost
 
 KEY_VARIABLE = "OPENAI_API_KEY"
 
 
 class OpenAIBackend(Backend):
+    structured_output = True  # OpenAI's JSON-schema response format; compatible servers vary (vLLM, llama.cpp have it)
+
     def __init__(
         self, model: str, *, base_url: str | None = None, max_retries: int = 4, timeout: float = 120.0
     ) -> None:
@@ -57,10 +60,20 @@ class OpenAIBackend(Backend):
         )
 
     def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> ChatResult:
-        options = options or GenerationOptions()
+        return self._chat(self._request(messages, options or GenerationOptions()))
+
+    def chat_structured(
+        self, messages: list[Message], schema: dict[str, Any], options: GenerationOptions | None = None
+    ) -> ChatResult:
+        """The reply as JSON text held to `schema` by the JSON-schema response format in strict mode."""
+        strict = {"name": SCHEMA_NAME, "schema": schema, "strict": True}
+        request = self._request(messages, options or GenerationOptions())
+        return self._chat({**request, "response_format": {"type": "json_schema", "json_schema": strict}})
+
+    def _chat(self, request: dict[str, Any]) -> ChatResult:
         started = time.perf_counter()
         try:
-            response = self.client.chat.completions.create(**self._request(messages, options))
+            response = self.client.chat.completions.create(**request)
         except self._sdk.APIError as exc:
             raise api_error(self._label(), self.model, exc) from None
         text = response.choices[0].message.content or "" if response.choices else ""
@@ -78,15 +91,16 @@ class OpenAIBackend(Backend):
             stream = self.client.chat.completions.create(
                 **self._request(messages, options), stream=True, stream_options={"include_usage": True}
             )
-            for chunk in stream:
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    piece = choice.delta.content if choice.delta else None
-                    if piece:
-                        pieces.append(piece)
-                        on_text(piece)
+            with stream:  # closed however the loop ends: a cancel (on_text raising) hangs up, the server stops
+                for chunk in stream:
+                    model = chunk.model or model
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    for choice in chunk.choices:
+                        piece = choice.delta.content if choice.delta else None
+                        if piece:
+                            pieces.append(piece)
+                            on_text(piece)
         except self._sdk.APIError as exc:
             raise api_error(self._label(), self.model, exc) from None
         return self._result("".join(pieces), usage, model, started)

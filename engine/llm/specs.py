@@ -6,8 +6,9 @@
     local[:PATH[+ADAPTER]]            transformers; '' or 'embedded' is the embedded SmolLM2-135M-Instruct
     claude-sonnet-4, gpt-4o, ...      aliases from engine.llm.catalog
 
-Any spec may end with options after '?', joined by '&' (the grammar is `engine.players.spec`): `belief=tracker|self`
-(persuaders), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16`
+Any spec may end with options after '?', joined by '&' (the grammar is `engine.players.spec`): `belief=tracker|self`,
+`reply=full|compact` (the reply format the model was trained on) and `structured=0|1` (persuaders: replies held to
+the turn's moves by the API's JSON schema, on by default for OpenAI and Claude), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16`
 (local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
 """
 
@@ -22,7 +23,7 @@ from engine.llm.catalog import resolve
 from engine.players.spec import PlayerSpec, parse
 
 SETTINGS = ("max_tokens", "temperature", "4bit", "dtype")  # how the model runs, not which player it is
-OPTION_NAMES = ("belief", *SETTINGS)
+OPTION_NAMES = ("belief", "reply", "structured", *SETTINGS)
 PROVIDERS = {  # the player kinds a model backs, in either role, with their `play --list` help
     "local": "local model: local (the embedded SmolLM2) or local:PATH[+ADAPTER]",
     "openai": "OpenAI model, e.g. openai:gpt-4o (OPENAI_API_KEY)",

@@ -39,6 +39,7 @@ from engine.game.interfaces import HiddenState, persuader_side
 from engine.game.scenario import Scenario, load_file
 from engine.pipeline.metrics import outcome_counts
 from engine.players.prompts import assistant_text, history_from_turns, persuader_messages
+from engine.players.reply_schema import reply_sections
 
 if TYPE_CHECKING:  # records arrive already built: the Data pane imports this module without pydantic
     from engine.game.record import Episode
@@ -103,8 +104,12 @@ class ScenarioCache:
 
 
 # ----- examples ------------------------------------------------------------------------------------
-def turn_examples(traj: Episode, cache: ScenarioCache | None = None, self_belief: bool = False) -> list[Example]:
-    """One example per persuader turn of a recorded conversation (see the module docstring for `kind`)."""
+def turn_examples(
+    traj: Episode, cache: ScenarioCache | None = None, self_belief: bool = False, reply: str = "full"
+) -> list[Example]:
+    """One example per persuader turn of a recorded conversation (see the module docstring for `kind`).
+
+    `reply` is the reply format (`full` or `compact`) the persuader spec's `?reply=` must name at play time."""
     scenario, sig = (cache or ScenarioCache()).get(traj.scenario)
     side = persuader_side(scenario)
     condition = traj.condition
@@ -114,12 +119,12 @@ def turn_examples(traj: Episode, cache: ScenarioCache | None = None, self_belief
     out = []
     for i, turn in enumerate(turns):
         belief = turn.belief.model_dump(exclude_none=True) if turn.belief else None
-        prompt = persuader_messages(side, i + 1, history_from_turns(turns[:i]), belief, revealed, self_belief)
+        prompt = persuader_messages(side, i + 1, history_from_turns(turns[:i]), belief, revealed, self_belief, reply)
         if not turn.parse_ok:
             kind, text = "parse_failure", turn.raw.strip()
         else:
             kind = "refused_lie" if turn.refused else "good"
-            text = assistant_text(turn, self_belief)
+            text = assistant_text(turn, self_belief, reply)
         out.append(
             Example(
                 conversation=traj.id,
@@ -297,6 +302,7 @@ class PrepareOptions:
     skip_bad: bool = False
     model: str | None = None  # tokenizer of the model to be trained; None = embedded SmolLM2
     self_belief: bool = False
+    reply_format: str = "full"  # full | compact: kept in the summary, so play can use the same `?reply=`
     only_successful: bool = False
     epochs: int | None = None  # OpenAI epochs for the cost; None = what n_epochs "auto" picks
     price_model: str | None = None
@@ -339,6 +345,7 @@ def prepare(opts: PrepareOptions, on_progress: Progress | None = None) -> Prepar
 
     if opts.format not in FORMATS:
         raise LabError(f"unknown format '{opts.format}' (known: {', '.join(FORMATS)})")
+    reply_sections(opts.reply_format)  # an unknown reply format is named before any file is read
     if Path(opts.output).resolve() == Path(opts.input).resolve():
         raise LabError(f"--output {opts.output} would overwrite the input file")
     if opts.max_tokens is not None and opts.max_tokens <= 0:
@@ -369,7 +376,7 @@ def prepare(opts: PrepareOptions, on_progress: Progress | None = None) -> Prepar
                 raise LabError(f"{opts.input} changed while it was being read: run prepare again")
             part = built[split]
             part.outcomes.append(bool(traj.outcome and traj.outcome.success))
-            examples = turn_examples(traj, cache, opts.self_belief)
+            examples = turn_examples(traj, cache, opts.self_belief, opts.reply_format)
             part.turns += len(examples)
             if opts.format == "dpo":
                 part.examples += examples
@@ -535,6 +542,8 @@ def _summary(
             warnings.append(f"{files[s]}: {too_long} examples over the {limit:,}-token limit of {price_model}")
     return {
         "format": opts.format,
+        "reply_format": opts.reply_format,
+        "self_belief": opts.self_belief,
         "source": str(Path(opts.input).resolve()),
         "tokenizer": opts.model or "embedded (SmolLM2-135M-Instruct)",
         "seed": opts.seed,

@@ -31,7 +31,7 @@ from engine.paths import resolve
 from engine.pipeline.metrics import summarize
 from engine.players.registry import make_persuader, make_target
 from engine.players.targets.rational import resolve_personality
-from engine.store import Store, StoreListener, dumps, session_trajectory
+from engine.store import Store, StoreListener, dumps, session_episode
 
 
 @dataclass(frozen=True)
@@ -128,14 +128,9 @@ def open_run(store: Store, name: str | None, config: EvalConfig, n_planned: int)
     return store.find_eval_run(run_id)
 
 
-def run_trajectories(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Every session of a run as trajectory dicts (each turn with its usage, for tokens and cost)."""
-    out = []
-    for row in store.run_sessions(run_id):
-        traj = session_trajectory(store, row["id"])
-        traj["error"] = row["error"]
-        out.append(traj)
-    return out
+def run_episodes(store: Store, run_id: str) -> list[Episode]:
+    """Every session of a run as the game record (each turn with its usage, an errored one with its error)."""
+    return [session_episode(store, row["id"]) for row in store.run_sessions(run_id)]
 
 
 # ----- playing ----------------------------------------------------------------------------------------
@@ -250,13 +245,13 @@ def evaluate(
     pool.shutdown(wait=True)
     stores.close()
     wall = time.perf_counter() - started
-    trajs = run_trajectories(store, run["id"])
-    results = summarize(trajs)
+    episodes = run_episodes(store, run["id"])
+    results = summarize(episodes)
     if config.condition == "both":  # the two conditions answer different questions: each also on its own
-        results["by_condition"] = {c: summarize([t for t in trajs if t["condition"] == c]) for c in CONDITIONS}
+        results["by_condition"] = {c: summarize([e for e in episodes if e.condition == c]) for c in CONDITIONS}
     results["timing"] = {"wall_s": round(wall, 3), "played": played, "concurrency": concurrency}
-    errors = [t["error"] for t in trajs if t.get("error")]
-    if errors and len(errors) == len(trajs):  # nothing to score: a broken model or key, not a 0% agent
+    errors = [e.error for e in episodes if e.error]
+    if errors and len(errors) == len(episodes):  # nothing to score: a broken model or key, not a 0% agent
         results["first_error"] = errors[0]
         store.update_eval_run(run["id"], status="errored", results_json=dumps(results))
     else:

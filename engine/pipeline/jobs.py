@@ -73,13 +73,19 @@ def prepare_job(options: PrepareOptions, db: str) -> Job:
 
 
 def finetune_job(config: TrainConfig, db: str) -> Job:
-    """A training run into a folder of its own: a folder that already holds files (another run's adapter, log or
-    checkpoints) is refused, since the second run would overwrite the first's log and adapter."""
+    """A training run into a folder of its own: a folder that holds another run (in the store, or its files) is
+    refused (`runs.check_output_free`, as `ptom-lab finetune` does), since the second run would overwrite the
+    first's log and adapter."""
+    from engine.pipeline.training.runs import check_output_free
+    from engine.store import Store
+
     if not Path(config.data).is_file():
         raise LabError(f"no training file '{config.data}': make one in the Data pane (prepare)")
-    output = Path(config.output)
-    if output.is_dir() and any(output.iterdir()):
-        raise LabError(f"output folder {output} holds another run's files: pick a new folder")
+    store = Store(db)
+    try:
+        check_output_free(store, config.output)
+    finally:
+        store.close()
     return Job("finetune", config, db, run=config.output)
 
 
@@ -118,7 +124,8 @@ def _prepare(job: Job, store: Store, say: Say, progress: Progress) -> dict[str, 
     ids = record_dataset(store, prepared, job.settings.format)
     for split, path in prepared.files.items():
         say(f"{split}: {path} ({prepared.rows.get(split, 0)} rows)")
-    return {"files": {k: str(v) for k, v in prepared.files.items()}, "rows": prepared.rows, "datasets": ids}
+    return {"files": {k: str(v) for k, v in prepared.files.items()}, "rows": prepared.rows, "datasets": ids,
+            "summary": prepared.summary}
 
 
 def _finetune(job: Job, store: Store, say: Say, progress: Progress) -> dict[str, Any]:

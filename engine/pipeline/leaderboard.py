@@ -11,15 +11,18 @@ import json
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from engine.errors import LabError
 from engine.files import atomic_write, write_text
 from engine.llm.specs import SETTINGS
-from engine.pipeline.evaluation import run_trajectories
+from engine.pipeline.evaluation import run_episodes
 from engine.pipeline.metrics import paired, summarize
 from engine.players.spec import parse
 from engine.store import Store
+
+if TYPE_CHECKING:
+    from engine.game.record import Episode
 
 
 @dataclass
@@ -28,11 +31,11 @@ class Entry:
     run: str
     agent: str
     condition: str
-    trajectories: list[dict[str, Any]] = field(repr=False)
-    summary: dict[str, Any] = field(init=False, repr=False)  # derived from the trajectories, never passed in
+    episodes: list[Episode] = field(repr=False)
+    summary: dict[str, Any] = field(init=False, repr=False)  # derived from the episodes, never passed in
 
     def __post_init__(self) -> None:
-        self.summary = summarize(self.trajectories)
+        self.summary = summarize(self.episodes)
 
 
 def entries_for_runs(store: Store, names: list[str]) -> list[Entry]:
@@ -44,15 +47,40 @@ def entries_for_runs(store: Store, names: list[str]) -> list[Entry]:
         if not row:
             raise LabError(f"no evaluation run '{name}' in {store.path} (see `ptom-lab sessions` or run `evaluate`)")
         rows.append(row)
-    agents = [short_agent(r["persuader"]) for r in rows]
-    for row, agent in zip(rows, agents, strict=True):
-        base = agent if agents.count(agent) == 1 else row["name"]  # short, yet unique
-        trajs = run_trajectories(store, row["id"])
-        conditions = sorted({t["condition"] for t in trajs}) or ["hidden"]
+    for row, base in zip(rows, label_bases(rows), strict=True):
+        episodes = run_episodes(store, row["id"])
+        conditions = sorted({e.condition for e in episodes}) or ["hidden"]
         for cond in conditions:
             label = f"{base}-{cond}"
-            out.append(Entry(label, row["name"], row["persuader"], cond, [t for t in trajs if t["condition"] == cond]))
+            out.append(Entry(label, row["name"], row["persuader"], cond, [e for e in episodes if e.condition == cond]))
     return out
+
+
+def label_bases(runs: list[dict[str, Any]]) -> list[str]:
+    """Each stored run's label before its condition: its persuader, short; its run name where two runs share one."""
+    agents = [short_agent(r["persuader"] or r["name"]) for r in runs]
+    return [agent if agents.count(agent) == 1 else row["name"] for row, agent in zip(runs, agents, strict=True)]
+
+
+def stored_board(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The leaderboard of stored evaluation runs from the summary each saved when it ended (`results_json`, as
+    `metrics.summarize` wrote it), ranked as `build` ranks: what the TUI polls every second, without reading every
+    episode again. A run with no summary yet (running, interrupted) is left out; a `both` run has an entry per
+    condition. No pairwise rows: those need the episodes (`build` over `entries_for_runs`)."""
+    scored = [r for r in runs if r.get("results_json")]
+    entries = []
+    for row, base in zip(scored, label_bases(scored), strict=True):
+        results = json.loads(row["results_json"])
+        condition = json.loads(row.get("config_json") or "{}").get("condition", "hidden")
+        for cond, summary in (results.get("by_condition") or {condition: results}).items():
+            entries.append({"label": f"{base}-{cond}", "run": row["name"], "agent": row["persuader"],
+                            "condition": cond, **summary})
+    return {"entries": sorted(entries, key=rank_key), "pairwise": []}
+
+
+def rank_key(summary: dict[str, Any]) -> tuple[float, float]:
+    """Best first: by success rate, then by its interval's lower bound (an unscored entry ranks as 0)."""
+    return -(summary["success"]["rate"] or 0), -summary["success"]["ci95"][0]
 
 
 def short_agent(spec: str) -> str:
@@ -70,11 +98,11 @@ def build(entries: list[Entry], published: dict[str, Any] | None = None) -> dict
 
     `published` (`engine.game.mindgames.load_published`) rides along as figures from the literature: shown beside the
     entries, labelled as published, never ranked or paired with them (they are not the same episodes)."""
-    ranked = sorted(entries, key=lambda e: (-(e.summary["success"]["rate"] or 0), -e.summary["success"]["ci95"][0]))
+    ranked = sorted(entries, key=lambda e: rank_key(e.summary))
     rows = [{"label": e.label, "run": e.run, "agent": e.agent, "condition": e.condition, **e.summary} for e in ranked]
     pairs = []
     for a, b in combinations(ranked, 2):
-        pairs.append({"a": a.label, "b": b.label, **paired(a.trajectories, b.trajectories)})
+        pairs.append({"a": a.label, "b": b.label, **paired(a.episodes, b.episodes)})
     board: dict[str, Any] = {"entries": rows, "pairwise": pairs}
     if published:
         board["published"] = published

@@ -1,9 +1,10 @@
 """Statistics shared by benchmarks, evaluation and the TUI: each metric is defined here, once.
 
-Every metric reads trajectory dicts (DESIGN.md 2: `Episode.to_trajectory()` or `store.session_trajectory`), so
-the same numbers come out of a live evaluation, a stored run and an imported file. A trajectory may carry
-`status` (`finished` | `errored` | `interrupted` | `running`) and, per turn, `usage` / `target_usage` dicts
-(`input_tokens`, `output_tokens`, `cost_usd`, as `engine.llm.base.ChatResult.usage` writes them).
+Every metric reads the typed game record (`engine.game.record.Episode`: what the episode loop returns,
+`store.session_episode` reads back and a trajectory file validates into), so the same numbers come out of a live
+evaluation, a stored run and an imported file. An episode's `status` says whether it is scored, and each turn's
+`usage` / `target_usage` dicts (`input_tokens`, `output_tokens`, `cost_usd`, as `engine.llm.base.ChatResult.usage`
+writes them) give tokens and cost.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the record imports pydantic: `wilson` alone (mindgames, bench) should not pay for it
+    from engine.game.record import Belief, Episode, Outcome
 
 LEVELS = ("dislike", "neutral", "like")  # index = sign + 1
 UNFINISHED = ("running", "interrupted")  # a run still playing, or stopped: resumed later, neither scored nor errored
@@ -42,32 +46,30 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 
 # ----- per-episode helpers ----------------------------------------------------------------------------
-def is_scored(traj: dict[str, Any]) -> bool:
+def is_scored(episode: Episode) -> bool:
     """An episode counts in the rates only if it finished with an outcome (errored ones are counted apart)."""
-    return traj.get("status", "finished") == "finished" and bool(traj.get("outcome"))
+    return episode.status == "finished" and episode.outcome is not None
 
 
-def episode_key(traj: dict[str, Any], with_condition: bool = True) -> tuple:
+def episode_key(episode: Episode, with_condition: bool = True) -> tuple:
     """What makes two agents' episodes 'the same episode': scenario, seed, personality (and condition)."""
-    scenario = traj.get("scenario") or {}
-    target = traj.get("target") or {}
-    key = (scenario.get("id") or traj.get("scenario_id"), target.get("seed"), target.get("personality"))
-    return (*key, traj.get("condition")) if with_condition else key
+    key = (episode.scenario.id, episode.target.seed, episode.target.personality)
+    return (*key, episode.condition) if with_condition else key
 
 
 def _sign(x: float) -> int:
     return (x > 0) - (x < 0)
 
 
-def belief_matches(belief: dict[str, Any] | None, preferences: dict[str, float]) -> tuple[int, int]:
+def belief_matches(belief: Belief | None, preferences: Mapping[str, float]) -> tuple[int, int]:
     """(correct, total) attributes where the belief's most likely level equals the sign of the true preference."""
-    prefs = (belief or {}).get("preferences") or {}
+    believed = belief.preferences if belief is not None else {}
     correct = total = 0
     for attr, truth in preferences.items():
-        dist = prefs.get(attr)
+        dist = believed.get(attr)
         total += 1
-        if isinstance(dist, dict) and dist:
-            guess = max(LEVELS, key=lambda level: float(dist.get(level, 0.0)))
+        if dist:
+            guess = max(LEVELS, key=lambda level: dist.get(level, 0.0))
             correct += guess == LEVELS[_sign(float(truth)) + 1]
     return correct, total
 
@@ -103,18 +105,23 @@ def outcome_summary(results: Iterable[tuple[bool, Mapping[str, str]]]) -> dict[s
 
 
 # ----- metrics over many episodes ---------------------------------------------------------------------
-def success_rate(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return outcome_counts(t["outcome"]["success"] for t in trajs if is_scored(t))
+def _outcomes(episodes: Iterable[Episode]) -> list[Outcome]:
+    """The outcomes of the scored episodes: what every rate below counts."""
+    return [e.outcome for e in episodes if is_scored(e) and e.outcome is not None]
 
 
-def turns_to_success(trajs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    turns = [int(t["outcome"]["turns"]) for t in trajs if is_scored(t) and t["outcome"]["success"]]
+def success_rate(episodes: Sequence[Episode]) -> dict[str, Any]:
+    return outcome_counts(o.success for o in _outcomes(episodes))
+
+
+def turns_to_success(episodes: Sequence[Episode]) -> dict[str, float | None]:
+    turns = [o.turns or 0 for o in _outcomes(episodes) if o.success]
     if not turns:
         return {"mean": None, "median": None}
     return {"mean": statistics.fmean(turns), "median": float(statistics.median(turns))}
 
 
-def preference_alignment(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def preference_alignment(episodes: Sequence[Episode]) -> dict[str, Any]:
     """Accuracy of the persuader's belief about each preference: at its last turn, and per turn index.
 
     Turns without a belief count as wrong on every attribute (an agent that tracks nothing knows nothing);
@@ -122,15 +129,14 @@ def preference_alignment(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     final_c = final_n = with_belief = n_turns = 0
     by_turn: dict[int, list[int]] = {}
-    for t in trajs:
-        if not is_scored(t) or not t.get("turns"):
+    for e in episodes:
+        if not is_scored(e) or not e.turns:
             continue
-        prefs = (t.get("scenario") or {}).get("preferences") or {}
-        for position, turn in enumerate(t["turns"], 1):
-            c, n = belief_matches(turn.get("belief"), prefs)
+        for turn in e.turns:
+            c, n = belief_matches(turn.belief, e.scenario.preferences)
             n_turns += 1
-            with_belief += bool(turn.get("belief"))
-            slot = by_turn.setdefault(int(turn.get("index", position)), [0, 0])
+            with_belief += turn.belief is not None
+            slot = by_turn.setdefault(turn.index, [0, 0])
             slot[0] += c
             slot[1] += n
         final_c += c  # the loop's last (c, n) is the final turn's
@@ -144,7 +150,7 @@ def preference_alignment(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def counterfactual_quality(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def counterfactual_quality(episodes: Sequence[Episode]) -> dict[str, Any]:
     """Did the predicted effect of each move come true?
 
     `choice_accuracy`: the counterfactual's `predicted_choice` against the target's favourite right after the
@@ -152,18 +158,20 @@ def counterfactual_quality(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     hits = choices = 0
     sq: list[float] = []
-    for t in trajs:
-        if not is_scored(t):
+    for e in episodes:
+        if not is_scored(e) or e.outcome is None:
             continue
-        success = float(bool(t["outcome"]["success"]))
-        for turn in t.get("turns") or []:
-            cf = turn.get("counterfactual") or {}
-            favourite = (turn.get("target_state") or {}).get("favourite")
-            if cf.get("predicted_choice") and favourite:
+        success = float(e.outcome.success)
+        for turn in e.turns:
+            cf = turn.counterfactual
+            if cf is None:
+                continue
+            favourite = turn.target_state.get("favourite")  # the target's own state dict, not a record field
+            if cf.predicted_choice and favourite:
                 choices += 1
-                hits += cf["predicted_choice"] == favourite
-            if isinstance(cf.get("p_goal_after"), (int, float)):
-                sq.append((float(cf["p_goal_after"]) - success) ** 2)
+                hits += cf.predicted_choice == favourite
+            if cf.p_goal_after is not None:
+                sq.append((cf.p_goal_after - success) ** 2)
     return {
         "choice_accuracy": _ratio(hits, choices),
         "n_choices": choices,
@@ -172,64 +180,65 @@ def counterfactual_quality(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def move_turns(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def move_turns(episodes: Sequence[Episode]) -> dict[str, Any]:
     """Share of persuader turns that made at least one game move (a parsed MOVES section).
 
     A reply without section labels still counts as parsed (its text is the message), so `unparseable` alone
     cannot tell a model that plays the game from one that only chats: this rate can.
     """
-    turns = [turn for t in trajs if is_scored(t) for turn in t.get("turns") or []]
-    with_moves = sum(1 for turn in turns if turn.get("moves"))
+    turns = [turn for e in episodes if is_scored(e) for turn in e.turns]
+    with_moves = sum(1 for turn in turns if turn.moves)
     return {"turns": len(turns), "with_moves": with_moves, "rate": _ratio(with_moves, len(turns))}
 
 
-def usage_totals(trajs: Iterable[dict[str, Any]]) -> dict[str, float]:
+def usage_totals(episodes: Iterable[Episode]) -> dict[str, float]:
     """Tokens and cost of persuader and target together, from every turn's usage dicts."""
     out = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
-    for t in trajs:
-        for turn in t.get("turns") or []:
-            for usage in (turn.get("usage"), turn.get("target_usage")):
+    for e in episodes:
+        for turn in e.turns:
+            for usage in (turn.usage, turn.target_usage):
                 for key in out:
                     out[key] += (usage or {}).get(key) or 0
     out["cost_usd"] = round(out["cost_usd"], 6)
     return out
 
 
-def summarize(trajs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
     """Every metric of one agent's episodes, JSON-ready: what `eval_runs.results_json` holds."""
-    trajs = list(trajs)
-    scored = [t for t in trajs if is_scored(t)]
-    unfinished = sum(1 for t in trajs if t.get("status") in UNFINISHED)
+    episodes = list(episodes)
+    scored = [e for e in episodes if is_scored(e)]
+    outcomes = _outcomes(scored)
+    unfinished = sum(1 for e in episodes if e.status in UNFINISHED)
     return {
-        "episodes": len(trajs),
+        "episodes": len(episodes),
         "scored": len(scored),
-        "errored": len(trajs) - len(scored) - unfinished,
+        "errored": len(episodes) - len(scored) - unfinished,
         "unfinished": unfinished,
-        "success": success_rate(trajs),
-        "turns_to_success": turns_to_success(trajs),
-        "preference_alignment": preference_alignment(trajs),
-        "counterfactual": counterfactual_quality(trajs),
-        "violations": sum(int(t["outcome"].get("violations", 0)) for t in scored),
-        "unparseable": sum(1 for t in scored for turn in t.get("turns") or [] if turn.get("parse_ok") is False),
-        "moves": move_turns(trajs),
-        "mental_state_appeals": _ratio(sum(int(t["outcome"].get("mental_state_appeals", 0)) for t in scored), len(scored)),
-        "usage": usage_totals(trajs),
+        "success": success_rate(scored),
+        "turns_to_success": turns_to_success(scored),
+        "preference_alignment": preference_alignment(scored),
+        "counterfactual": counterfactual_quality(scored),
+        "violations": sum(o.violations for o in outcomes),
+        "unparseable": sum(1 for e in scored for turn in e.turns if not turn.parse_ok),
+        "moves": move_turns(scored),
+        "mental_state_appeals": _ratio(sum(o.mental_state_appeals for o in outcomes), len(outcomes)),
+        "usage": usage_totals(episodes),
     }
 
 
-def paired(trajs_a: Sequence[dict[str, Any]], trajs_b: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def paired(episodes_a: Sequence[Episode], episodes_b: Sequence[Episode]) -> dict[str, Any]:
     """McNemar's exact test of two agents on the episodes both finished (matched by `episode_key`).
 
     Episodes are matched with their condition when the runs share conditions; otherwise (planner hidden vs
     revealed) on scenario, seed and personality alone.
     """
-    def index(trajs: Sequence[dict[str, Any]], with_condition: bool) -> dict[tuple, dict[str, Any]]:
-        return {episode_key(t, with_condition): t for t in trajs if is_scored(t)}
+    def index(episodes: Sequence[Episode], with_condition: bool) -> dict[tuple, bool]:
+        return {episode_key(e, with_condition): e.outcome.success for e in episodes if is_scored(e) and e.outcome}
 
-    a, b = index(trajs_a, True), index(trajs_b, True)
+    a, b = index(episodes_a, True), index(episodes_b, True)
     if not a.keys() & b.keys():
-        a, b = index(trajs_a, False), index(trajs_b, False)
-    wins = [(bool(a[k]["outcome"]["success"]), bool(b[k]["outcome"]["success"])) for k in a.keys() & b.keys()]
+        a, b = index(episodes_a, False), index(episodes_b, False)
+    wins = [(a[k], b[k]) for k in a.keys() & b.keys()]
     only_a, only_b = wins.count((True, False)), wins.count((False, True))
     return {
         "pairs": len(wins),
@@ -239,3 +248,12 @@ def paired(trajs_a: Sequence[dict[str, Any]], trajs_b: Sequence[dict[str, Any]])
         "neither": wins.count((False, False)),
         "p_value": mcnemar_exact(only_a, only_b),
     }
+
+
+def by_personality(episodes: Sequence[Episode]) -> dict[str, dict[str, Any]]:
+    """`summarize` within each simulated human's personality, personalities sorted: a run with `--personality mix`
+    may win with cooperative targets and lose every stubborn one, which the overall rate hides."""
+    groups: dict[str, list[Episode]] = {}
+    for episode in episodes:
+        groups.setdefault(episode.target.personality or "unknown", []).append(episode)
+    return {personality: summarize(group) for personality, group in sorted(groups.items())}

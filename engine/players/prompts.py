@@ -6,7 +6,8 @@ CPU at a few hundred tokens a second.
 
     system    = the scenario as the persuader sees it + the current belief state + the reply format
     user      = the dialogue so far
-    assistant = `moves.format_reply(...)`: REASONING, COUNTERFACTUAL, MOVES, MESSAGE
+    assistant = `moves.format_reply(...)`: REASONING, COUNTERFACTUAL, MOVES, MESSAGE (reply format `full`),
+                or MOVES and a short MESSAGE (`compact`); `prepare --reply-format` and the spec's `?reply=` agree
 
 In the *hidden* condition nothing here can leak the target's preferences or knowledge: the builder is handed
 the persuader's side of the scenario (`game.persuader_side`), and the hidden state only through `revealed`.
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine.game.interfaces import Exchange, HiddenState, PersuaderView
 from engine.game.moves import format_reply
 from engine.game.scenario import Scenario, fact_key
+from engine.players.reply_schema import reply_sections
 
 if TYPE_CHECKING:
     from engine.game.record import Turn
@@ -88,6 +90,7 @@ def system_prompt(
     belief: Mapping[str, Any] | None = None,
     revealed: HiddenState | None = None,
     self_belief: bool = False,
+    reply: str = "full",
 ) -> str:
     goal = scenario.proposal(scenario.goal)
     lines = [
@@ -107,8 +110,9 @@ def system_prompt(
     text = belief_text(belief)
     if text and not self_belief:
         lines.append(f"Belief about the target: {text}.")
-    sections = "BELIEF, REASONING, COUNTERFACTUAL, MOVES, MESSAGE" if self_belief else "REASONING, COUNTERFACTUAL, MOVES, MESSAGE"
-    lines.append(f"Turn {turn} of {scenario.max_turns}. Reply with {sections}. {MOVE_HELP}")
+    sections = ", ".join(reply_sections(reply, self_belief))
+    short = " (MESSAGE: one or two sentences)" if reply == "compact" else ""
+    lines.append(f"Turn {turn} of {scenario.max_turns}. Reply with {sections}{short}. {MOVE_HELP}")
     if self_belief:
         lines.append("BELIEF: for each attribute the target's likely preference, e.g. cost -1 (0.8); then predicted choice X.")
     return "\n".join(lines)
@@ -132,26 +136,31 @@ def persuader_messages(
     belief: Mapping[str, Any] | None = None,
     revealed: HiddenState | None = None,
     self_belief: bool = False,
+    reply: str = "full",
 ) -> list[dict[str, str]]:
     """The system and user messages a persuader model sees before writing turn `turn`."""
     return [
-        {"role": "system", "content": system_prompt(scenario, turn, belief, revealed, self_belief)},
+        {"role": "system", "content": system_prompt(scenario, turn, belief, revealed, self_belief, reply)},
         {"role": "user", "content": dialogue_prompt(history)},
     ]
 
 
-def messages_for_view(view: PersuaderView, belief: Mapping[str, Any] | None = None, self_belief: bool = False) -> list[dict[str, str]]:
+def messages_for_view(
+    view: PersuaderView, belief: Mapping[str, Any] | None = None, self_belief: bool = False, reply: str = "full"
+) -> list[dict[str, str]]:
     """What an LM persuader sends at play time."""
-    return persuader_messages(view.scenario, view.turn, history_from_view(view.history), belief, view.revealed, self_belief)
+    history = history_from_view(view.history)
+    return persuader_messages(view.scenario, view.turn, history, belief, view.revealed, self_belief, reply)
 
 
-def assistant_text(turn: Turn, self_belief: bool = False) -> str:
-    """The target text for one recorded turn: what a trained persuader should write."""
+def assistant_text(turn: Turn, self_belief: bool = False, reply: str = "full") -> str:
+    """The target text for one recorded turn: what a trained persuader should write (`compact`: no reasoning)."""
     cf, belief = turn.counterfactual, turn.belief
+    full = "REASONING" in reply_sections(reply)
     return format_reply(
         turn.message,
         list(turn.moves),
-        reasoning=turn.reasoning,
-        counterfactual=counterfactual_text(cf.model_dump(exclude_none=True) if cf else None),
+        reasoning=turn.reasoning if full else "",
+        counterfactual=counterfactual_text(cf.model_dump(exclude_none=True) if cf and full else None),
         belief=belief_text(belief.model_dump(exclude_none=True) if belief else None) if self_belief else "",
     )

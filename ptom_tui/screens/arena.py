@@ -10,6 +10,7 @@ inside the loop, which ends the game `interrupted` with its finished turns kept.
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,29 +23,27 @@ from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 from textual.worker import Worker, get_current_worker
 
 from engine.game.interfaces import CONDITIONS, HUMAN_BRIEF_HEADER
+from engine.game.moves import MoveSyntaxError
+from engine.game.scenario import Scenario
+from engine.players.persuaders.human import example_moves
 from ptom_tui.messages import ReportsFailures
 from ptom_tui.widgets.belief import BeliefPanel
+from ptom_tui.widgets.move_builder import MoveBuilder, add_move, has_moves
+from ptom_tui.widgets.target_answer import TargetAnswer
 from ptom_tui.widgets.transcript import Transcript
 
 OFFLINE_FIRST = ("rational", "me", "planner")  # need no key or model: listed before the API players
 
 
-def reply_hint(prompt_lines: list[str], persuader: bool) -> str:
+def reply_hint(prompt_lines: list[str], persuader_example: str | None) -> str:
     """The reply box's placeholder: how to say it so the engine reads it (free text alone is an appeal or a
-    plain answer). Taken from the moves the prompt lists, e.g. `ask_preference cost` -> `PREFERS: cost -1`."""
-    if persuader:
-        return "[disclose B.cost; ask_preference comfort] then your message; Enter sends"
-    if any("final choice" in x for x in prompt_lines):
-        return "one of the options' letters, e.g. A; Enter sends"
-    moves = " ".join(x for x in prompt_lines if "(moves:" in x)
-    asked = [w.strip(";) ") for w in moves.split("ask_preference ")[1:]]
-    hints = []
-    if asked:
-        hints.append("PREFERS: " + "; ".join(f"{a.split()[0]} +1" for a in asked if a))
-    if "ask_choice" in moves:
-        hints.append("CHOICE: B")
-    extra = f", e.g. {' '.join(hints)}" if hints else " (optional PREFERS: cost -1 / CHOICE: B lines)"
-    return f"your reply{extra}; Enter sends"
+    plain answer; a human target's answers go with the controls below the box, `TargetAnswer`);
+    a human persuader (`persuader_example`: a move line in the scenario's own ids) is shown the move syntax."""
+    if persuader_example is not None:
+        return f"[{persuader_example}] then your message, or build moves above; Enter sends"
+    if any(x.startswith("Your answer") for x in prompt_lines):  # one answer asked on its own (HumanTarget)
+        return "press an answer below, or type its number; Enter sends"
+    return "your reply in your own words (answer what you are asked below); Enter sends"
 
 
 def _options(names: list[str]) -> list[tuple[str, str]]:
@@ -78,7 +77,7 @@ class _UIListener:
 
     def on_turn(self, episode: Any, turn: Any) -> None:
         self.pane.post_message(ArenaPane.TurnEnded(turn.model_dump(mode="json")))
-        self._check()
+        self._check()  # the turn boundary: a cancel stops here even when a player cannot be stopped mid-reply
 
     def on_end(self, episode: Any) -> None:
         self.pane.post_message(ArenaPane.GameEnded(episode.to_trajectory(), episode.status, episode.error))
@@ -113,6 +112,13 @@ class ArenaPane(ReportsFailures, Vertical):
             super().__init__()
             self.traj, self.status, self.error = traj, status, error
 
+    class MovesOffered(Message):
+        """The researcher plays the persuader: the move builder is filled from this game's scenario."""
+
+        def __init__(self, scenario: Scenario) -> None:
+            super().__init__()
+            self.scenario = scenario
+
     class StartFailed(Message):
         """The players or the scenario could not be made: the setup comes back for a fix."""
 
@@ -121,11 +127,12 @@ class ArenaPane(ReportsFailures, Vertical):
             self.reason = reason
 
     class ReplyWanted(Message):
-        """The researcher's player waits for a reply to `prompt`; `brief` is a human target's brief."""
+        """The researcher's player waits for a reply to `prompt`; `brief` is a human target's brief, `request`
+        the answers it wants (`engine.players.targets.answers.Request`, for the answer controls)."""
 
-        def __init__(self, prompt: str, brief: str) -> None:
+        def __init__(self, prompt: str, brief: str, request: Any = None) -> None:
             super().__init__()
-            self.prompt, self.brief = prompt, brief
+            self.prompt, self.brief, self.request = prompt, brief, request
 
     class Streamed(Message):
         """A piece of a model's reply as it is generated."""
@@ -142,6 +149,10 @@ class ArenaPane(ReportsFailures, Vertical):
         self.player_help: dict[str, dict[str, str]] = {}
         self.brief = ""  # a human persuader's brief, from its first prompt
         self.brief_help = ""  # how to answer, from a human target's first prompt
+        self.scenario: Scenario | None = None  # the game's scenario when the researcher plays the persuader
+        self.unconfirmed = ""  # a persuader message with no move, sent only if Enter is pressed on it again
+        self.working_since: float | None = None  # since Play or the researcher's last reply: a player is working
+        self.speed = ""  # the last model reply's tokens/s, where its backend reported usage
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -166,9 +177,13 @@ class ArenaPane(ReportsFailures, Vertical):
                 yield Static("", id="arena-hint")
             with Vertical(id="arena-main"):
                 yield Transcript(id="arena-transcript")
+                yield Static("", id="arena-status")
                 yield Static("", id="arena-stream")
                 yield Static("", id="arena-prompt")
-                yield Input(placeholder="your reply (Enter sends)", id="arena-reply", disabled=True)
+                yield MoveBuilder(id="arena-moves")
+                yield Input(placeholder="your reply (Enter sends)", id="arena-reply", disabled=True,
+                            select_on_focus=False)  # a built move lands at the end of the text, not over it
+                yield TargetAnswer(id="arena-answer")
             # the brief and the belief each scroll on their own, so both stay in sight on a small terminal
             with Vertical(id="arena-side"):
                 with VerticalScroll(id="arena-brief-box", classes="sidebar"):
@@ -179,8 +194,11 @@ class ArenaPane(ReportsFailures, Vertical):
     def on_mount(self) -> None:
         self.query_one("#arena-stream").display = False
         self.query_one("#arena-prompt").display = False
+        self.query_one("#arena-status").display = False
+        self.query_one(MoveBuilder).display = False
         self.query_one("#arena-brief-box").display = False
         self.query_one("#arena-side").display = False  # shown with the game: the setup needs the width first
+        self.set_interval(0.25, self._show_status)
         self.call_after_refresh(  # after layout, so the text wraps to the real width
             self.query_one(Transcript).note,
             "Pick the players on the left and press Play. Ctrl+N shows the setup again after a game.",
@@ -264,10 +282,15 @@ class ArenaPane(ReportsFailures, Vertical):
             return
         self.query_one("#arena-setup").display = False
         self.query_one("#arena-side").display = True
+        self.query_one("#arena-side").remove_class("persuading")
         self.query_one("#arena-brief-box").display = False
-        self.brief = self.brief_help = ""
+        self.brief = self.brief_help = self.unconfirmed = self.speed = ""
+        self.scenario = None
+        self.query_one(MoveBuilder).display = False
         self.query_one(BeliefPanel).clear()
         self.answers = queue.Queue()
+        self.working_since = time.monotonic()
+        self._show_status()
         self.game = self.run_game(s)
 
     def action_new_game(self) -> None:
@@ -281,17 +304,34 @@ class ArenaPane(ReportsFailures, Vertical):
     def action_cancel(self) -> None:
         if self.game is not None and self.game.is_running:
             self.game.cancel()
-            self.app.notify("Cancelling: the game ends as interrupted, finished turns are kept.")
+            self.app.notify("Cancelling: an API reply stops now; a local model finishes the reply it is writing "
+                            "in the background. The game ends as interrupted, finished turns are kept.")
 
     @on(Input.Submitted, "#arena-reply")
     def reply_submitted(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
+        text = "\n".join(x for x in (event.value.strip(), self.query_one(TargetAnswer).lines()) if x)
         if not text:
             return
+        if self.scenario is not None and not has_moves(text) and text != self.unconfirmed:
+            self.unconfirmed = text  # a turn is scarce: a message without a move is sent only when meant
+            self.app.notify("This message has no move: it is a plain appeal. Enter again sends it as it is; "
+                            "add a move with the builder or [move] first.", severity="warning")
+            return
+        self.unconfirmed = ""
         event.input.value = ""
         event.input.disabled = True
         self.query_one("#arena-prompt").display = False
+        self.query_one(MoveBuilder).display = False
+        self.query_one(TargetAnswer).clear()
+        self.working_since = time.monotonic()
         self.answers.put(text)
+
+    async def on_target_answer_answered(self, _message: TargetAnswer.Answered) -> None:
+        """A click answered an ask that wants no words: send it as Enter would."""
+        await self.query_one("#arena-reply", Input).action_submit()
+
+    def on_target_answer_ready(self, _message: TargetAnswer.Ready) -> None:
+        self.query_one("#arena-reply", Input).focus()
 
     # ----- the game (worker thread) --------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="arena-game", exit_on_error=False)
@@ -314,6 +354,7 @@ class ArenaPane(ReportsFailures, Vertical):
             target.ask = self._asker(worker, target)
         if hasattr(persuader, "ask"):  # the researcher plays the persuader
             persuader.ask = self._asker(worker, persuader)
+            self.post_message(self.MovesOffered(scenario))
         if hasattr(persuader, "on_text"):
             persuader.on_text = self._streamer(worker)
         with self.app.worker_store() as store:
@@ -329,7 +370,7 @@ class ArenaPane(ReportsFailures, Vertical):
     def _asker(self, worker: Worker, player: Any) -> Callable[[str], str]:
         def ask(prompt: str) -> str:
             brief = player.brief() if hasattr(player, "brief") else ""
-            self.post_message(self.ReplyWanted(prompt, brief))
+            self.post_message(self.ReplyWanted(prompt, brief, getattr(player, "request", None)))
             while True:
                 if worker.is_cancelled:
                     raise KeyboardInterrupt
@@ -358,9 +399,17 @@ class ArenaPane(ReportsFailures, Vertical):
         self.query_one("#arena-stream").display = False
         self.query_one(Transcript).add_turn(turn)
         self.query_one(BeliefPanel).show(turn)
+        rates = [u["output_tokens"] / u["latency_ms"] * 1000 for u in (turn.get("usage"), turn.get("target_usage"))
+                 if u and u.get("output_tokens") and u.get("latency_ms")]
+        if rates:
+            self.speed = f"last reply {rates[0]:.0f} tokens/s"
 
     def on_arena_pane_game_ended(self, message: GameEnded) -> None:
         traj, status, error = message.traj, message.status, message.error
+        self.working_since = None
+        self.query_one("#arena-status").display = False
+        self.query_one(MoveBuilder).display = False
+        self.query_one(TargetAnswer).clear()
         self.query_one(Transcript).end(traj, status, error)
         reply = self.query_one("#arena-reply", Input)
         reply.disabled, reply.placeholder = True, "game over: Ctrl+N sets up the next"
@@ -378,12 +427,46 @@ class ArenaPane(ReportsFailures, Vertical):
         self.app.sessions_changed()
 
     def on_arena_pane_start_failed(self, message: StartFailed) -> None:
+        self.working_since = None
+        self.query_one("#arena-status").display = False
         self.query_one("#arena-setup").display = True
         self.query_one("#arena-side").display = False
         self.app.notify(message.reason, title="Cannot start the game", severity="error", timeout=15)
 
     def on_arena_pane_reply_wanted(self, message: ReplyWanted) -> None:
+        self.working_since = None
+        self.query_one("#arena-status").display = False
         self._await_reply(message.prompt, message.brief)
+        if message.request is not None:
+            self.query_one(TargetAnswer).show(message.request)
+
+    def on_arena_pane_moves_offered(self, message: MovesOffered) -> None:
+        self.scenario = message.scenario
+        self.query_one(MoveBuilder).set_scenario(message.scenario)
+
+    def on_move_builder_built(self, message: MoveBuilder.Built) -> None:
+        """Add the built move to the message box's `[moves]`, where a typist would have written it."""
+        assert self.scenario is not None
+        box = self.query_one("#arena-reply", Input)
+        try:
+            box.value = add_move(box.value, message.move, self.scenario)
+        except MoveSyntaxError as exc:
+            self.app.notify(f"Fix the moves typed first: {exc}", severity="warning")
+            return
+        box.cursor_position = len(box.value)
+        box.focus()
+
+    def _show_status(self) -> None:
+        """While a player works (from Play, or the researcher's reply, until the next reply is wanted): how long,
+        and the last model reply's speed."""
+        if self.working_since is None:
+            return
+        status = self.query_one("#arena-status", Static)
+        cancelling = self.game is not None and self.game.is_cancelled
+        words = "cancelling..." if cancelling else "Escape cancels"
+        speed = f" · {self.speed}" if self.speed else ""
+        status.update(Text(f"Playing: {time.monotonic() - self.working_since:.1f} s{speed} · {words}", style="dim"))
+        status.display = True
 
     def _await_reply(self, prompt: str, brief: str) -> None:
         """Show this turn's prompt above the reply box and the player's brief on the side panel.
@@ -404,7 +487,7 @@ class ArenaPane(ReportsFailures, Vertical):
             lines = lines[end + 1 :]
         brief = brief or self.brief
         shown = self.query_one("#arena-prompt", Static)
-        shown.update(Text("\n".join(x for x in lines if x and not x.startswith("Your reply"))))
+        shown.update(Text("\n".join(x for x in lines if x and not x.startswith(("Your reply", "Your answer")))))
         shown.display = True
         if brief:
             panel = self.query_one("#arena-brief", Static)
@@ -412,7 +495,10 @@ class ArenaPane(ReportsFailures, Vertical):
                                        ("\n\n" + self.brief_help if self.brief_help else "", "dim")))
             self.query_one("#arena-brief-box").display = True
         box = self.query_one("#arena-reply", Input)
-        box.placeholder = reply_hint(lines, persuader=is_persuader)
+        example = example_moves(self.scenario) if is_persuader and self.scenario is not None else None
+        box.placeholder = reply_hint(lines, example)
+        self.query_one(MoveBuilder).display = is_persuader and self.scenario is not None
+        self.query_one("#arena-side").set_class(is_persuader, "persuading")
         box.disabled = False
         box.focus()
 

@@ -7,9 +7,10 @@ preparing run in thread workers.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from rich.markdown import Markdown
@@ -19,21 +20,24 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select
+from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, RichLog, Select
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.errors import LabError
 from ptom_tui.messages import ReportsFailures
 from ptom_tui.screens.dialogs import Confirm
 
+if TYPE_CHECKING:
+    from engine.pipeline.dataprep import PrepareOptions
+
 
 class DataPane(ReportsFailures, Vertical):
     class FilesFound(Message):
-        """The .jsonl files near the working folder, newest first."""
+        """The .jsonl files near the working folder, newest first, each with its kind (`file_kind`)."""
 
-        def __init__(self, paths: list[str]) -> None:
+        def __init__(self, files: list[tuple[str, str]]) -> None:
             super().__init__()
-            self.paths = paths
+            self.files = files
 
     class Loaded(Message):
         """A trajectory file read: its conversations, its bad lines (line, reason) and `summarise`'s stats."""
@@ -57,15 +61,17 @@ class DataPane(ReportsFailures, Vertical):
             self.done, self.total = done, total
 
     class JobDone(Message):
-        """A generate or prepare finished: what to say, and the file to read again (generate) if any."""
+        """A generate or prepare finished: what to say, the file to read again (generate) if any, and prepare's
+        summary (`dataprep.prepare`: tokens per split, the longest examples, the price)."""
 
-        def __init__(self, text: str, reload: str | None = None) -> None:
+        def __init__(self, text: str, reload: str | None = None, summary: dict[str, Any] | None = None) -> None:
             super().__init__()
-            self.text, self.reload = text, reload
+            self.text, self.reload, self.summary = text, reload, summary
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trajectories: list[dict[str, Any]] = []
+        self.kinds: dict[str, str] = {}  # found file -> its kind, as the list labels it
 
     def compose(self) -> ComposeResult:
         from engine.pipeline.dataprep import FORMATS  # here, after the first frame (the pane is lazy): not at start-up
@@ -74,8 +80,10 @@ class DataPane(ReportsFailures, Vertical):
         with Horizontal(classes="filters"):
             yield Label("file", classes="inline")
             yield Input("trajectories.jsonl", placeholder="trajectory file", id="data-path", compact=True)
-            yield Select([], prompt="found .jsonl", id="data-found", compact=True)
+            yield Select([], prompt="found .jsonl", id="data-found", compact=True,
+                         tooltip="trajectory files (load) and prepared training files, newest first")
             yield Button("Load", id="data-load", compact=True)
+        with Horizontal(classes="filters"):
             yield Label("n", classes="inline")
             yield Input("20", placeholder="n", id="data-n", type="integer", compact=True,
                         tooltip="conversations to generate")
@@ -83,15 +91,23 @@ class DataPane(ReportsFailures, Vertical):
             yield Input("1", id="data-repeats", type="integer", compact=True,
                         tooltip="repeats per scenario (2+ gives DPO pairs)")
             yield Button("Generate", id="data-generate", compact=True)
-        with Horizontal(classes="filters"):
             yield Label("preview #", classes="inline")
             yield Input("1", id="data-index", type="integer", compact=True)
             yield Select([(f, f) for f in ("transcript", *FORMATS)], value="transcript", allow_blank=False, id="data-format",
                          compact=True)
+        with Horizontal(classes="filters"):
             yield Label("prepare to", classes="inline")
             yield Input("training_data.jsonl", placeholder="prepare output", id="data-out", compact=True)
             yield Select([(f, f) for f in FORMATS], value="chatml", allow_blank=False, id="data-prep-format",
                          compact=True)
+            yield Label("val", classes="inline")
+            yield Input("0", id="data-val", type="number", compact=True,
+                        tooltip="share of scenarios held out for validation (--val), e.g. 0.1")
+            yield Checkbox("won only", id="data-only-successful", compact=True,
+                           tooltip="keep only turns of successful conversations (--only-successful)")
+            yield Input("", placeholder="test scenarios", id="data-test-scenarios", compact=True,
+                        tooltip="held-out scenarios file: their conversations go to the test file only "
+                                "(--test-scenarios)")
             yield Button("Prepare", id="data-prepare", compact=True)
         yield ProgressBar(total=1, id="data-progress", show_eta=False)
         yield Label("Load a trajectory file, or generate one with the planner.", id="data-stats")
@@ -107,19 +123,28 @@ class DataPane(ReportsFailures, Vertical):
         found = [p for pattern in ("*.jsonl", "*/*.jsonl", "*/*/*.jsonl") for p in Path().glob(pattern)
                  if not any(part.startswith(".") or part == "scenarios" for part in p.parts)]  # not scenario sets
         found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        self.post_message(self.FilesFound([str(p) for p in found[:100]]))
+        files = [(str(p), file_kind(p)) for p in found[:100]]
+        files.sort(key=lambda f: f[1] != "trajectories")  # the files this pane loads first, each kind newest first
+        self.post_message(self.FilesFound(files))
 
     def on_data_pane_files_found(self, message: FilesFound) -> None:
+        self.kinds = dict(message.files)
         select = self.query_one("#data-found", Select)
-        select.set_options([(p, p) for p in message.paths])
-        select.prompt = f"{len(message.paths)} found" if message.paths else "none found"
+        select.set_options([(Text(f"{kind}: {path}"), path) for path, kind in message.files])
+        select.prompt = f"{len(message.files)} found" if message.files else "none found"
 
     @on(Select.Changed, "#data-found")
     def file_picked(self, event: Select.Changed) -> None:
+        """A trajectory file is loaded; a prepared one is named, and where it is trained (it has no conversations)."""
         if event.value is Select.NULL:
             return
-        self.query_one("#data-path", Input).value = str(event.value)
-        self.load(str(event.value))
+        path, kind = str(event.value), self.kinds.get(str(event.value), "")
+        if kind.startswith("prepared"):
+            self.query_one("#data-stats", Label).update(Text(
+                f"{path}: a {kind} training file; train on it in the Training pane (Ctrl+T)"))
+            return
+        self.query_one("#data-path", Input).value = path
+        self.load(path)
 
     def _value(self, selector: str) -> str:
         return str(self.query_one(selector).value or "").strip()
@@ -209,23 +234,37 @@ class DataPane(ReportsFailures, Vertical):
     # ----- prepare ----------------------------------------------------------------------------------------
     @on(Button.Pressed, "#data-prepare")
     def action_prepare(self) -> None:
-        self.prepare(self._value("#data-path"), self._value("#data-out"), self._value("#data-prep-format"))
+        """The form as the engine's `PrepareOptions` (what `ptom-lab prepare` builds from its flags)."""
+        from engine.pipeline.dataprep import PrepareOptions
+
+        val = self._value("#data-val") or "0"
+        try:
+            share = float(val)
+        except ValueError:
+            share = -1.0
+        if not 0 <= share < 1:
+            self.app.notify(f"val is the share of scenarios held out, from 0 up to 1, not {val!r}",
+                            title="Cannot prepare", severity="error")
+            return
+        self.prepare(PrepareOptions(
+            input=self._value("#data-path"), output=self._value("#data-out"), format=self._value("#data-prep-format"),
+            val=share, test_scenarios=self._value("#data-test-scenarios") or None, skip_bad=True,
+            only_successful=bool(self.query_one("#data-only-successful", Checkbox).value)))
 
     @work(thread=True, exclusive=True, group="data-job", exit_on_error=False)
-    def prepare(self, source: str, output: str, fmt: str) -> None:
+    def prepare(self, options: PrepareOptions) -> None:
         """The engine's prepare job, run in this worker: a few hundred bar updates at most."""
-        from engine.pipeline.dataprep import PrepareOptions
         from engine.pipeline.jobs import prepare_job, run
 
         def progress(done: int, total: int | None) -> None:
             if total is None or done == total or done % 50 == 0 or done >= total - 2:
                 self.post_message(self.Progress(done, total))
 
-        job = prepare_job(PrepareOptions(input=source, output=output, format=fmt, skip_bad=True), self.app.db_path)
+        job = prepare_job(options, self.app.db_path)
         made = run(job, say=lambda text: None, progress=progress)
         files = ", ".join(f"{split}: {path} ({made['rows'].get(split, 0)} rows)" for split, path in made["files"].items())
-        self.post_message(self.JobDone(f"Prepared {fmt} rows from {source}: {files}; "
-                                       f"dataset {', '.join(made['datasets'])}."))
+        self.post_message(self.JobDone(f"Prepared {options.format} rows from {options.input}: {files}; "
+                                       f"dataset {', '.join(made['datasets'])}.", summary=made["summary"]))
 
     def on_data_pane_progress(self, message: Progress) -> None:
         self.query_one(ProgressBar).update(total=message.total, progress=message.done)
@@ -234,6 +273,8 @@ class DataPane(ReportsFailures, Vertical):
         self.query_one(ProgressBar).update(total=1, progress=1)
         self.query_one("#data-stats", Label).update(Text(message.text))  # stays after the toast
         self.app.notify(message.text, timeout=10)
+        if message.summary:
+            self._show_preview([summary_text(message.summary, self.query_one("#data-preview", RichLog).size.width)])
         self.find_files()
         if message.reload:
             self.app.sessions_changed()
@@ -246,6 +287,37 @@ class DataPane(ReportsFailures, Vertical):
             self.query_one(ProgressBar).update(total=1, progress=0)
             self.query_one("#data-stats", Label).update(Text(f"{event.worker.name} failed: {event.worker.error}",
                                                              style="red"))
+
+
+def file_kind(path: Path) -> str:
+    """What a found .jsonl file holds, from its first line: `trajectories` (conversations this pane loads) or
+    `prepared FORMAT` (training rows `prepare` wrote); `other` when neither or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            row = json.loads(fh.readline() or "null")
+    except (OSError, ValueError):
+        return "other"
+    if not isinstance(row, dict):
+        return "other"
+    if "turns" in row:
+        return "trajectories"
+    for fmt, keys in (("dpo", ("chosen", "rejected")), ("kto", ("completion", "label")), ("sharegpt", ("conversations",)),
+                      ("chat", ("messages",))):
+        if all(k in row for k in keys):
+            return f"prepared {fmt}"
+    return "other"
+
+
+def summary_text(summary: dict[str, Any], width: int) -> Text:
+    """`prepare`'s summary as `ptom-lab prepare` prints it (`engine.cli.prepare.print_summary`: tokens per split, the
+    longest examples, the price), rendered for the preview."""
+    from rich.console import Console
+
+    from engine.cli.prepare import print_summary
+
+    buffer = io.StringIO()
+    print_summary(summary, Console(file=buffer, width=max(width - 2, 60), force_terminal=True, color_system="truecolor"))
+    return Text.from_ansi(buffer.getvalue())
 
 
 def _preview_items(trajectories: list[dict[str, Any]], i: int, fmt: str) -> list[RenderableType]:

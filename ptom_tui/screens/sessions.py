@@ -6,7 +6,6 @@ them; counting and FTS search are the store's. Queries run in a thread worker wi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 from textual.worker import get_current_worker
 
+from engine.errors import LabError
 from engine.store import session_outcome
 from ptom_tui.messages import ReportsFailures
 from ptom_tui.screens.dialogs import Confirm
@@ -314,15 +314,13 @@ class ReplayScreen(Screen):
             self.app.notify(f"Copied the persuader's message of turn {turn['index']}.")
 
     def action_export(self, fmt: str) -> None:
-        from engine.game.transcript import markdown
+        from engine.files import write_text
+        from engine.game.transcript import export_text
 
-        traj = dict(self.traj)
-        traj.pop("status", None)
-        path = Path(f"session-{traj['id']}.{fmt}")
-        text = markdown(traj) if fmt == "md" else json.dumps(traj, ensure_ascii=False) + "\n"
+        path = Path(f"session-{self.traj['id']}.{fmt}")
         try:
-            path.write_text(text, encoding="utf-8")
-        except OSError as exc:
+            write_text(path, export_text(self.traj, fmt))
+        except (OSError, LabError) as exc:
             self.app.notify(f"Cannot write {path}: {exc}", severity="error")
             return
         self.app.notify(f"Wrote {path.resolve()}")

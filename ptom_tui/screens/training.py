@@ -10,7 +10,6 @@ lab quits, and records itself in the store like any other run.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +76,9 @@ class TrainingPane(ReportsFailures, Vertical):
         from engine.pipeline.training import runs
 
         with self.app.worker_store() as store:
-            listing = runs.list_runs(store, 50)
+            # a run without final metrics (running, stopped) shows the loss of its latest logged step
+            listing = [r if r.get("metrics_json") else {**r, "step_loss": store.latest_training_step(r["id"])[1]}
+                       for r in runs.list_runs(store, 50)]
             try:
                 run = runs.get_run(store, run_id) if run_id else None
             except LabError:  # deleted meanwhile: follow the newest again
@@ -185,6 +186,7 @@ class TrainingPane(ReportsFailures, Vertical):
         """The form as the engine's own `TrainConfig` (validated, the YAML config file under it) and its job."""
         from engine.pipeline.jobs import finetune_job
         from engine.pipeline.training.config import load_config
+        from engine.pipeline.training.runs import new_output_dir
 
         def number(key: str, kind: type) -> Any:
             try:
@@ -192,17 +194,12 @@ class TrainingPane(ReportsFailures, Vertical):
             except ValueError:
                 raise LabError(f"{key.replace('_', ' ')}: not a number: {form[key]!r}") from None
 
-        overrides = {"data": form["data"], "output": form["output"] or new_output(), "method": form["method"],
+        overrides = {"data": form["data"], "output": form["output"] or new_output_dir(), "method": form["method"],
                      "model": form["model"] or None, "max_steps": number("max_steps", int),
                      "batch_size": number("batch_size", int), "max_seq_len": number("max_seq_len", int),
                      "lr": number("lr", float)}
         config = load_config(form.get("config") or None, overrides)
         return finetune_job(config, self.app.db_path)
-
-
-def new_output() -> str:
-    """A folder of its own for each run started here, so two runs never share a log or an adapter."""
-    return f"models/run-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _log_tail(path: Path) -> str:
@@ -218,9 +215,10 @@ def _log_tail(path: Path) -> str:
 
 
 def _loss(row: dict[str, Any]) -> str:
-    """The run's last (or final) training loss from `metrics_json`, as the runs table shows it."""
+    """The run's last (or final) training loss from `metrics_json`, else (while it trains) its latest logged
+    step's loss (`step_loss`, read by the poll), as the runs table shows it."""
     metrics = json.loads(row.get("metrics_json") or "{}")
-    loss = metrics.get("last_loss", metrics.get("train_loss"))
+    loss = metrics.get("last_loss", metrics.get("train_loss", row.get("step_loss")))
     return "-" if loss is None else f"{loss:.3f}"
 
 

@@ -37,6 +37,8 @@ class Transcript(RichLog):
             for make in self.entries:
                 self.write(make())
         self.drawn_width = event.size.width
+        if self.auto_scroll:  # shorter (a prompt or the move builder opened below): the newest line stays in sight
+            self.scroll_end(animate=False, immediate=False)
 
     def clear(self) -> Transcript:
         self.entries = []

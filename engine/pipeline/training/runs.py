@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,40 @@ def loss_summary(store: Store, run_id: str) -> dict[str, float]:
     if eval_losses:
         out["last_eval_loss"] = eval_losses[-1]
     return out
+
+
+def new_output_dir(root: str = "models") -> str:
+    """A folder of its own for a run given none (CLI and TUI), so two runs never share a log or an adapter."""
+    return f"{root}/run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
+def output_holders(store: Store, output: str | Path) -> list[dict[str, Any]]:
+    """The stored runs that train or trained into `output` (compared as resolved paths), newest first."""
+    folder = Path(output).resolve()
+    return [r for r in list_runs(store, 1_000_000) if r["output_dir"] and Path(r["output_dir"]).resolve() == folder]
+
+
+def check_output_free(store: Store, output: str | Path, resume: str | None = None) -> None:
+    """Refuse a folder that holds another run: a second run there would truncate the first's `train.log` and
+    overwrite its adapter and checkpoints. Only the run being resumed may use its own folder, and only while no
+    later run has written there. The CLI (`finetune --output`) and the TUI (`jobs.finetune_job`) both ask here."""
+    others = [r for r in output_holders(store, output) if r["id"] != resume]
+    if others:
+        other = others[0]
+        raise LabError(f"output folder {output} holds training run {other['id']} ({other['status']}): "
+                       "pick a new folder, or leave it blank for a new one")
+    folder = Path(output)
+    if resume is None and folder.is_dir() and any(folder.iterdir()):
+        names = ", ".join(sorted(p.name for p in folder.iterdir())[:3])
+        raise LabError(f"output folder {output} holds another run's files ({names}): pick a new folder, "
+                       "or leave it blank for a new one")
+
+
+def resumable(store: Store, row: dict[str, Any]) -> bool:
+    """An interrupted run can be continued unless another run has since written into its folder (a resume would
+    mix its checkpoints with that run's adapter)."""
+    return row["status"] == "interrupted" and not any(
+        r["id"] != row["id"] for r in output_holders(store, row["output_dir"] or ""))
 
 
 def run_config(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,23 +13,37 @@ A message with no brackets is an `appeal` in free text. A bad move is explained 
 from __future__ import annotations
 
 from engine.game.interfaces import HUMAN_BRIEF_HEADER, Persuader, PersuaderTurn, PersuaderView
-from engine.game.moves import MoveSyntaxError, parse_moves
+from engine.game.moves import Move, MoveSyntaxError, disclose, format_moves, parse_moves
 from engine.game.scenario import Scenario, fact_key
 from engine.players.prompts import MOVE_HELP
 from engine.players.targets.human import Ask, terminal_ask
 
 
+def split_moves_prefix(text: str) -> tuple[str, str]:
+    """`[moves] message` -> (the text inside the brackets, the message); shared by the parser and the TUI's move
+    builder, which adds moves to the bracket a typist may have started. Raises MoveSyntaxError on an unclosed '['."""
+    text = text.strip()
+    if not text.startswith("["):
+        return "", text
+    end = text.find("]")
+    if end < 0:
+        raise MoveSyntaxError("a '[' with no closing ']': write [move; move] message")
+    return text[1:end].strip(), text[end + 1 :].strip()
+
+
 def split_human_message(text: str, scenario: Scenario) -> PersuaderTurn:
     """`[moves] message` -> a turn; raises MoveSyntaxError on a bad move."""
-    text = text.strip()
-    moves_text = ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise MoveSyntaxError("a '[' with no closing ']': write [move; move] message")
-        moves_text, text = text[1:end], text[end + 1 :].strip()
-    moves = parse_moves(moves_text, scenario) if moves_text.strip() else []
+    moves_text, text = split_moves_prefix(text)
+    moves = parse_moves(moves_text, scenario) if moves_text else []
     return PersuaderTurn(message=text or "(no words)", moves=moves, raw="")
+
+
+def example_moves(scenario: Scenario) -> str:
+    """A move line in this scenario's own ids (a true disclosure about the goal, a preference question), for the
+    help: an example naming an attribute the scenario lacks would be refused if copied."""
+    fact = next((f for f in scenario.facts if f[0] == scenario.goal), scenario.facts[0])
+    ask = Move("ask_preference", attribute=scenario.attribute_ids[-1])
+    return format_moves([disclose(fact, scenario.effect(fact)), ask])
 
 
 def persuader_brief(view: PersuaderView) -> str:
@@ -46,7 +60,8 @@ def persuader_brief(view: PersuaderView) -> str:
         prefs = ", ".join(f"{a} {v:+g}" for a, v in view.revealed.preferences.items())
         knows = ", ".join(sorted(fact_key(f) for f in view.revealed.target_knows)) or "nothing"
         lines.append(f"The target's preferences: {prefs}. The target knows: {knows}.")
-    lines.append(f"Type [moves] then your message. {MOVE_HELP} Without brackets it is a plain appeal.")
+    lines.append(f"Type [moves] then your message, e.g. [{example_moves(s)}] ... {MOVE_HELP} "
+                 "Without brackets it is a plain appeal.")
     return "\n".join(lines)
 
 

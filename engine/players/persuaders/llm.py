@@ -6,6 +6,12 @@ text a trained model saw in its training data), asks the model, and parses the r
 ONE repair request that says what was wrong; if that fails too the turn is logged as a parse failure
 (`parse_ok=False`) and the game goes on with the reply's free text and no moves.
 
+Structured output (`?structured=1`, the default for OpenAI, Claude and local models): the API holds the reply to
+a JSON schema built for the turn (`engine.players.reply_schema`: the lab's moves, the scenario's ids, only true
+disclosures), read back into the free-text reply so both paths parse alike; a local model decodes its free-text
+reply under a grammar with the same moves (`engine.llm.grammar`), so its MOVES line always parses. The reply
+format (`?reply=full|compact`) must be the one the model was trained on (`prepare --reply-format`).
+
 Belief state (`?belief=` in the spec):
 - `tracker` (default): the engine's Bayesian `BeliefTracker` follows the target's replies; its belief goes in
   the prompt and on the turn.
@@ -15,6 +21,7 @@ Belief state (`?belief=` in the spec):
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +31,7 @@ from engine.game.moves import parse_reply
 from engine.game.scenario import Scenario
 from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
 from engine.players.prompts import MOVE_HELP, messages_for_view
+from engine.players.reply_schema import json_reply_text, reply_grammar, reply_schema, reply_sections
 from engine.players.spec import PlayerSpec
 
 BELIEF_MODES = ("tracker", "self")
@@ -38,13 +46,22 @@ class LLMPersuader(Persuader):
         belief: str = "tracker",
         options: GenerationOptions = DEFAULT_OPTIONS,
         name: str | None = None,
+        reply: str = "full",
+        structured: bool = False,
     ) -> None:
         if belief not in BELIEF_MODES:
             raise LabError(f"unknown belief mode '{belief}' (known: {', '.join(BELIEF_MODES)})")
+        reply_sections(reply)  # an unknown reply format fails here, before any game starts
+        if structured and not (backend.structured_output or backend.grammar_output):
+            raise LabError(f"{backend.describe()} has no structured output: leave out structured=1")
         self.backend = backend
         self.belief_mode = belief
         self.options = options
-        self.name = name or backend.describe() + ("?belief=self" if belief == "self" else "")
+        self.reply = reply
+        self.structured = structured
+        self.grammar = structured and not backend.structured_output  # decoded here, under a grammar
+        marks = [text for text, on in (("belief=self", belief == "self"), ("reply=compact", reply == "compact")) if on]
+        self.name = name or backend.describe() + ("?" + "&".join(marks) if marks else "")
         self.on_text: Callable[[str], None] | None = None  # set (e.g. by the TUI) to stream the reply as it comes
         self.tracker = None
         self._seen = 0
@@ -52,15 +69,37 @@ class LLMPersuader(Persuader):
     def start(self, view: PersuaderView, seed: int) -> None:
         self._seen = 0
         self.tracker = None
+        if self.grammar:  # a grammar that cannot be built is named now, not at the first turn
+            try:
+                self.backend.check_grammar(self._grammar(view))
+            except LabError as exc:
+                raise LabError(f"scenario '{view.scenario.id}': {exc}") from None
         if self.belief_mode == "tracker":
             from engine.players.belief import BeliefTracker
 
             self.tracker = BeliefTracker(view.scenario, view.condition, view.revealed)
 
-    def _ask(self, messages: list[dict[str, str]]) -> ChatResult:
+    def _ask(self, messages: list[dict[str, str]], view: PersuaderView) -> tuple[ChatResult, str]:
+        """The model's answer and its reply text (a structured answer read back into the free-text format)."""
+        self_belief = self.belief_mode == "self"
+        if self.grammar:
+            result = self.backend.chat_grammar(messages, self._grammar(view), self.options, self.on_text)
+            return result, result.text
+        if self.structured:
+            schema = reply_schema(view.scenario, self.reply, self_belief)
+            result = self.backend.chat_structured(messages, schema, self.options)
+            text = json_reply_text(result.text, view.scenario, self.reply, self_belief)
+            if self.on_text is not None:  # JSON arrives whole; the reader sees the reply as text
+                self.on_text(text)
+            return result, text
         if self.on_text is not None:
-            return self.backend.chat_stream(messages, self.on_text, self.options)
-        return self.backend.chat(messages, self.options)
+            result = self.backend.chat_stream(messages, self.on_text, self.options)
+        else:
+            result = self.backend.chat(messages, self.options)
+        return result, result.text
+
+    def _grammar(self, view: PersuaderView) -> str:
+        return reply_grammar(view.scenario, self.reply, self.belief_mode == "self", self.options.max_tokens)
 
     def act(self, view: PersuaderView) -> PersuaderTurn:
         belief: dict[str, Any] | None = None
@@ -70,27 +109,29 @@ class LLMPersuader(Persuader):
             self._seen = len(view.history)
             belief = self.tracker.to_dict()
         self_belief = self.belief_mode == "self"
-        messages = messages_for_view(view, belief, self_belief)
-        results = [self._ask(messages)]
-        parsed = parse_reply(results[0].text, view.scenario)
-        raw = results[0].text
+        messages = messages_for_view(view, belief, self_belief, self.reply)
+        first, text = self._ask(messages, view)
+        results = [first]
+        parsed = parse_reply(text, view.scenario)
+        raw = first.text
         if not parsed.ok:
-            sections = "BELIEF, REASONING, COUNTERFACTUAL, MOVES, MESSAGE" if self_belief else "REASONING, COUNTERFACTUAL, MOVES, MESSAGE"
+            sections = ", ".join(reply_sections(self.reply, self_belief))
             repair = messages + [
-                {"role": "assistant", "content": results[0].text},
+                {"role": "assistant", "content": first.text},
                 {
                     "role": "user",
                     "content": f"Your reply could not be read: {parsed.error}. Write it again with the sections "
                     f"{sections}, each on its own line starting with its label. {MOVE_HELP}",
                 },
             ]
-            results.append(self._ask(repair))
+            second, text = self._ask(repair, view)
+            results.append(second)
             first_error = parsed.error
-            parsed = parse_reply(results[1].text, view.scenario)
-            raw = f"{results[0].text}\n\n[repair: {first_error}]\n\n{results[1].text}"
+            parsed = parse_reply(text, view.scenario)
+            raw = f"{first.text}\n\n[repair: {first_error}]\n\n{second.text}"
         if self_belief:
             belief = read_belief(parsed.belief, view.scenario)
-        message = parsed.message.strip() or results[-1].text.strip() or "(no message)"
+        message = parsed.message.strip() or text.strip() or "(no message)"
         usage = combine_usage(results)
         if len(results) > 1:
             usage["repaired"] = parsed.ok
@@ -179,10 +220,32 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     from engine.llm.specs import SETTINGS, make_backend, model_spec
 
     model = model_spec(spec)
+    reply = model.options.get("reply", "full")
+    reply_sections(reply)  # a bad reply format is named before a model loads
+    asked = model.options.get("structured")
+    structured = _flag(asked, default=model.provider in ("openai", "anthropic", "local"))
     backend = make_backend(model)
+    if structured and asked is None and not (backend.structured_output or backend.grammar_output):
+        from engine.llm.grammar import INSTALL_HINT
+
+        print(f"note: {backend.describe()} replies as free text: valid moves by construction need {INSTALL_HINT}",
+              file=sys.stderr)
+        structured = False
     defaults = LOCAL_OPTIONS if model.provider == "local" else DEFAULT_OPTIONS
     name = str(spec.without(*SETTINGS)) if resolve(spec.kind) else None  # an alias plays under its own name
-    return LLMPersuader(backend, model.options.get("belief", "tracker"), model.generation(defaults), name)
+    belief = model.options.get("belief", "tracker")
+    return LLMPersuader(backend, belief, model.generation(defaults), name, reply=reply, structured=structured)
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    """A spec's on/off option (`1`/`0`, `true`/`false`, `yes`/`no`); absent means `default`."""
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise LabError(f"option structured={value}: write structured=1 or structured=0")
 
 
 def register() -> None:

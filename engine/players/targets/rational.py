@@ -63,6 +63,10 @@ class RationalTarget(Target):
         super().start(scenario, personality_name, seed)
         self.traits = personality(personality_name)
         self.rng = random.Random(f"{seed}:target")
+        # the final choice draws from its own stream, so two persuaders that leave the target in the same state get
+        # the same outcome however many words it took (the pairing McNemar's test assumes; a noisy chooser otherwise
+        # draws at a point of `rng` that depends on the conversation)
+        self.choice_rng = random.Random(f"{seed}:choice")
         self.first_choice = initial_choice(scenario)
         self.favourite = self.first_choice
         self.stated: set[str] = set()
@@ -76,12 +80,12 @@ class RationalTarget(Target):
         vals[self.first_choice] += self.traits.first_choice_bonus
         return vals
 
-    def _pick(self) -> str:
+    def _pick(self, rng: random.Random | None = None) -> str:
         vals = self.current_values()
         if self.traits.temperature > 0:
             top = max(vals.values())
             ids = sorted(vals)  # by id, not listing order: the same draw picks the same proposal however listed
-            return self.rng.choices(ids, [math.exp((vals[p] - top) / self.traits.temperature) for p in ids])[0]
+            return (rng or self.rng).choices(ids, [math.exp((vals[p] - top) / self.traits.temperature) for p in ids])[0]
         return choose(vals, self.favourite)
 
     def respond(self, message: str, moves: list[Move], turn: int) -> TargetReply:
@@ -144,7 +148,7 @@ class RationalTarget(Target):
         return TargetReply(" ".join(parts), said)
 
     def choose(self) -> tuple[str, str]:
-        self.favourite = self._pick()
+        self.favourite = self._pick(self.choice_rng)
         return self.favourite, phrasing.choice_sentence(self.scenario, self.favourite, self.rng, final=True)
 
     def state(self) -> dict:

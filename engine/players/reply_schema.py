@@ -1,0 +1,120 @@
+"""What a persuader may reply on one turn, as a JSON schema (API models) and as a grammar (local models).
+
+Both are built per turn from the scenario the persuader sees: the lab's move names, the scenario's own proposal
+and attribute ids, and only TRUE disclosures, so a model decoding under them cannot name a move, a proposal or an
+attribute that does not exist, nor state a false effect. The sections follow the reply format of the one prompt
+builder (`engine.players.prompts`): `full` is REASONING, COUNTERFACTUAL, MOVES, MESSAGE; `compact` is MOVES and
+MESSAGE; a self-belief persuader writes BELIEF first. A structured reply is read back into the free-text format
+(`json_reply_text`), so both paths end in the same `parse_reply` and the same PersuaderTurn.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.errors import LabError
+from engine.game.moves import MoveSyntaxError, format_reply, parse_move
+from engine.game.scenario import Scenario, fact_key
+
+REPLY_FORMATS = ("full", "compact")
+
+
+def reply_sections(reply: str = "full", self_belief: bool = False) -> tuple[str, ...]:
+    """The labelled sections of a reply in this format, in the order they are written."""
+    if reply not in REPLY_FORMATS:
+        raise LabError(f"unknown reply format '{reply}' (known: {', '.join(REPLY_FORMATS)})")
+    body = ("REASONING", "COUNTERFACTUAL", "MOVES", "MESSAGE") if reply == "full" else ("MOVES", "MESSAGE")
+    return ("BELIEF", *body) if self_belief else body
+
+
+def move_choices(scenario: Scenario) -> list[str]:
+    """Every move the persuader may make in this scenario, as the text `parse_move` reads; disclosures only true."""
+    facts = [(p, a) for p in scenario.proposal_ids for a in scenario.attribute_ids]
+    return [
+        *(f"disclose {fact_key(f)}={scenario.effects[f[0]][f[1]]:+d}" for f in facts),
+        *(f"ask_preference {a}" for a in scenario.attribute_ids),
+        *(f"ask_knowledge {fact_key(f)}" for f in facts),
+        "ask_choice",
+        "appeal",
+        "conclude",
+    ]
+
+
+def reply_schema(scenario: Scenario, reply: str = "full", self_belief: bool = False) -> dict[str, Any]:
+    """A strict JSON schema of one reply (every property required, no others), as both APIs accept it."""
+    moves = {"type": "array", "items": {"type": "string", "enum": move_choices(scenario)}}
+    properties = {s.lower(): moves if s == "MOVES" else {"type": "string"} for s in reply_sections(reply, self_belief)}
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+MAX_MOVES = 4  # moves a grammar-held reply may make in one turn
+MOVE_TOKENS = 8  # about the most tokens one move takes (`disclose B.bonding=-1`)
+LABEL_TOKENS = 5  # about the most tokens a section label takes (`\nCOUNTERFACTUAL: `)
+SECTION_TOKENS = {"BELIEF": 40, "REASONING": 32, "COUNTERFACTUAL": 24}  # the free-text lines before MOVES
+
+
+def reply_grammar(scenario: Scenario, reply: str = "full", self_belief: bool = False, max_tokens: int = 160) -> str:
+    """A Lark grammar (llguidance's dialect) of one free-text reply, for a local model to decode under.
+
+    The labelled lines come in the format's order; MOVES is `none` or up to MAX_MOVES moves from `move_choices`
+    (a disclosure may also be written bare, `disclose B.cost`, as training data writes it: still the true effect).
+    The free-text lines are capped in tokens so that MOVES and a MESSAGE fit in `max_tokens`; a budget too small
+    for all of it still ends every reply with MOVES and MESSAGE lines, only shorter ones.
+    """
+    sections = reply_sections(reply, self_belief)
+    n_moves = max(1, min(MAX_MOVES, max_tokens // 4 // MOVE_TOKENS))
+    used = LABEL_TOKENS * len(sections) + n_moves * MOVE_TOKENS
+    rules, parts = [], []
+    for i, section in enumerate(sections):
+        label = ("\\n" if i else "") + f"{section}: "
+        if section == "MOVES":
+            parts.append(f'"{label}" moves')
+            continue
+        name = section.lower()
+        if section == "MESSAGE":
+            cap, pattern = max(4, max_tokens - used), "/[^\\n]+/"
+        else:
+            cap, pattern = min(SECTION_TOKENS[section], max_tokens // 8), "/[^\\n]*/"
+            used += cap
+        parts.append(f'"{label}" {name}')
+        rules.append(f"{name}[max_tokens={cap}]: {pattern}")
+    moves = " | ".join("move" + ' "; " move' * n for n in range(n_moves))
+    choices = " | ".join(json.dumps(m) for m in _grammar_moves(scenario))
+    return "\n".join([f"start: {' '.join(parts)}", f'moves: "none" | {moves}', f"move: {choices}", *rules]) + "\n"
+
+
+def _grammar_moves(scenario: Scenario) -> list[str]:
+    """`move_choices` and each disclosure also without its stated effect (then the true one is meant)."""
+    choices = move_choices(scenario)
+    return [c.split("=", 1)[0] for c in choices if c.startswith("disclose ")] + choices
+
+
+def json_reply_text(text: str, scenario: Scenario, reply: str = "full", self_belief: bool = False) -> str:
+    """A structured (JSON) reply as the free-text reply; text that is not such a JSON object comes back unchanged.
+
+    Unchanged text then goes through `parse_reply` like any free-text reply, which names what is missing.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    moves = data.get("moves") or []
+    fields = {s: str(data.get(s.lower()) or "") for s in reply_sections(reply, self_belief) if s != "MOVES"}
+    try:
+        parsed = [parse_move(str(m), scenario) for m in moves] if isinstance(moves, list) else None
+    except MoveSyntaxError:  # a move the schema should have ruled out: written back for parse_reply to name
+        parsed = None
+    if parsed is None:
+        lines = [f"{s}: {v}" for s, v in fields.items() if s != "MESSAGE"]
+        moves_text = "; ".join(map(str, moves)) if isinstance(moves, list) else str(moves)
+        return "\n".join([*lines, f"MOVES: {moves_text or 'none'}", f"MESSAGE: {fields.get('MESSAGE', '')}"])
+    return format_reply(
+        fields.get("MESSAGE", ""),
+        parsed,
+        reasoning=fields.get("REASONING", ""),
+        counterfactual=fields.get("COUNTERFACTUAL", ""),
+        belief=fields.get("BELIEF", ""),
+    )

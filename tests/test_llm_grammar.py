@@ -1,0 +1,141 @@
+"""Valid moves by construction: a local model's reply decoded under the turn's grammar (llguidance)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from engine.errors import LabError
+from engine.game.episode import play
+from engine.game.moves import parse_reply
+from engine.llm.base import Backend, ChatResult, GenerationOptions
+from engine.players.persuaders.llm import LLMPersuader
+from engine.players.reply_schema import reply_grammar
+from engine.players.targets.rational import RationalTarget
+
+pytest.importorskip("llguidance")
+
+GOOD = "REASONING: B is cheap.\nCOUNTERFACTUAL: none\nMOVES: disclose B.cost; ask_choice\nMESSAGE: B saves money."
+
+
+@pytest.fixture(scope="module")
+def compiler():
+    from transformers import AutoTokenizer
+
+    from engine.llm.embedded import resolve_model_path
+    from engine.llm.grammar import GrammarCompiler
+
+    return GrammarCompiler(AutoTokenizer.from_pretrained(resolve_model_path(None)))
+
+
+def accepts(compiler, grammar: str, text: str) -> bool:
+    """Whether the matcher takes every token of `text` and then the end of the reply."""
+    matcher = compiler.matcher(grammar)
+    ids = compiler.hf_tokenizer.encode(text, add_special_tokens=False) + [compiler.hf_tokenizer.eos_token_id]
+    return all(matcher.consume_token(t) for t in ids) and not matcher.is_error()
+
+
+def test_grammar_allows_only_the_scenarios_true_moves(compiler, business):
+    grammar = reply_grammar(business)
+    compiler.check(grammar)
+    assert accepts(compiler, grammar, GOOD)
+    assert accepts(compiler, grammar, GOOD.replace("disclose B.cost", "disclose B.cost=+1"))  # the true effect
+    assert not accepts(compiler, grammar, GOOD.replace("disclose B.cost", "disclose B.cost=-1"))  # a lie
+    assert not accepts(compiler, grammar, GOOD.replace("ask_choice", "teleport B"))  # not a move
+    assert not accepts(compiler, grammar, GOOD.replace("disclose B.cost", "disclose D.cost"))  # not a proposal
+    assert not accepts(compiler, grammar, GOOD.replace("MESSAGE", "MSG"))  # the sections are the format's
+    compact = reply_grammar(business, "compact")
+    assert accepts(compiler, compact, "MOVES: none\nMESSAGE: Hello.") and not accepts(compiler, compact, GOOD)
+
+
+def test_logits_mask_each_row_by_its_own_grammar(compiler, business):
+    from engine.llm.grammar import GrammarLogits
+
+    vocab = len(compiler.hf_tokenizer)
+    scores = torch.zeros(2, vocab)
+    logits = GrammarLogits([compiler.matcher(reply_grammar(business, "compact")), None])
+    logits(torch.zeros(2, 3, dtype=torch.long), scores)
+    allowed = torch.isfinite(scores[0]).nonzero().flatten().tolist()
+    assert allowed and all("MOVES: ".startswith(compiler.hf_tokenizer.decode([t])) for t in allowed)
+    assert torch.isfinite(scores[1]).all()  # a row without a grammar is left free
+
+
+def test_a_grammar_that_cannot_be_built_is_one_clear_error(compiler):
+    with pytest.raises(LabError, match="the reply grammar cannot be built: .*unknown name"):
+        compiler.check("start: nothing_defined\n")
+
+
+class GrammarBackend(Backend):
+    """A backend that decodes under grammars: records them and answers a fixed reply."""
+
+    provider, model, grammar_output = "fake", "grammar", True
+
+    def __init__(self, reply: str = GOOD, broken: bool = False) -> None:
+        self.reply, self.broken, self.grammars, self.checked = reply, broken, [], []
+
+    def check_grammar(self, grammar: str) -> None:
+        self.checked.append(grammar)
+        if self.broken:
+            raise LabError("the reply grammar cannot be built: bad lexeme")
+
+    def chat_grammar(self, messages, grammar, options=None, on_text=None) -> ChatResult:
+        self.grammars.append(grammar)
+        return ChatResult(self.reply, 10, 5)
+
+    def chat(self, messages, options=None) -> ChatResult:
+        raise AssertionError("the grammar path was not taken")
+
+
+def test_persuader_decodes_under_the_turns_grammar(business):
+    backend = GrammarBackend()
+    persuader = LLMPersuader(backend, options=GenerationOptions(max_tokens=120), structured=True)
+    episode = play(replace(business, max_turns=1), persuader, RationalTarget())
+    turn = episode.turns[0]
+    assert turn.parse_ok and [m.text() for m in turn.moves] == ["disclose B.cost", "ask_choice"]
+    assert backend.checked == backend.grammars == [reply_grammar(business, max_tokens=120)]
+
+
+def test_a_grammar_error_ends_the_game_before_any_turn(business):
+    backend = GrammarBackend(broken=True)
+    persuader = LLMPersuader(backend, structured=True)
+    episode = play(business, persuader, RationalTarget())  # the loop ends a game whose player fails, with the reason
+    assert episode.status == "errored" and episode.turns == []
+    assert episode.error == "scenario 'business_vacation': the reply grammar cannot be built: bad lexeme"
+    assert backend.grammars == []
+
+
+def test_free_text_backend_refuses_structured():
+    class Plain(GrammarBackend):
+        grammar_output = False
+
+    with pytest.raises(LabError, match="no structured output"):
+        LLMPersuader(Plain(), structured=True)
+
+
+@pytest.mark.slow
+def test_embedded_model_replies_under_the_grammar_with_no_repair(business, library):
+    """The untrained embedded model, a few tokens: its reply parses at once, with only the scenario's moves."""
+    from engine.players.registry import make_persuader
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        persuader = make_persuader("local:embedded?reply=compact&max_tokens=32&temperature=0")
+        assert persuader.grammar
+        episode = play(replace(business, max_turns=1), persuader, RationalTarget())
+        other = library.get("family_holiday")  # two scenarios in one batched generate call
+        grammars = [reply_grammar(s, "compact", max_tokens=24) for s in (business, other)]
+        prompt = [{"role": "user", "content": "Persuade me."}]
+        results = persuader.backend._generate([prompt, prompt], GenerationOptions(24, 0.0), grammars)
+        pieces: list[str] = []
+        streamed = persuader.backend.chat_grammar(prompt, grammars[1], GenerationOptions(24, 0.0), pieces.append)
+    finally:
+        torch.set_num_threads(threads)
+    turn = episode.turns[0]
+    assert turn.parse_ok and "calls" not in turn.usage and turn.usage["output_tokens"] <= 32
+    assert turn.raw.startswith("MOVES: ") and "\nMESSAGE: " in turn.raw
+    for result, scenario in zip(results, (business, other), strict=True):
+        assert parse_reply(result.text, scenario).ok, result.text
+    assert "".join(pieces).strip() == streamed.text == results[1].text  # streamed under the grammar, same reply
