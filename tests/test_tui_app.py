@@ -385,6 +385,15 @@ class _SlowStream(http.server.BaseHTTPRequestHandler):
         pass
 
 
+async def play_a_model_against_rational(app: LabApp, pilot, server: http.server.HTTPServer) -> None:
+    """Arena: an openai-compatible persuader served by `server` against the rational target, Play pressed."""
+    await wait_for(pilot, lambda: app.query_one("#arena-persuader", Select).value == "planner")
+    app.query_one("#arena-persuader", Select).value = "openai-compatible"
+    app.query_one("#arena-persuader-arg", Input).value = f"http://127.0.0.1:{server.server_port}/v1:tiny"
+    app.query_one("#arena-target", Select).value = "rational"
+    await pilot.press("ctrl+n", "enter")
+
+
 async def test_escape_stops_a_reply_while_it_streams(db):
     """Arena with a model persuader: its reply streams into the pane word by word; Escape stops it mid-reply and
     the game is stored as interrupted."""
@@ -393,11 +402,7 @@ async def test_escape_stops_a_reply_while_it_streams(db):
     app = LabApp(db)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: app.query_one("#arena-persuader", Select).value == "planner")
-            app.query_one("#arena-persuader", Select).value = "openai-compatible"
-            app.query_one("#arena-persuader-arg", Input).value = f"http://127.0.0.1:{server.server_port}/v1:tiny"
-            app.query_one("#arena-target", Select).value = "rational"
-            await pilot.press("ctrl+n", "enter")
+            await play_a_model_against_rational(app, pilot, server)
             stream = app.query_one("#arena-stream")
             await wait_for(pilot, lambda: "word5 " in str(stream.content), timeout=30)
             await pilot.press("escape")
@@ -800,11 +805,7 @@ async def test_a_model_turn_shows_elapsed_time_and_escape_stops_the_generation(d
     app = LabApp(db)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: app.query_one("#arena-persuader", Select).value == "planner")
-            app.query_one("#arena-persuader", Select).value = "openai-compatible"
-            app.query_one("#arena-persuader-arg", Input).value = f"http://127.0.0.1:{server.server_port}/v1:tiny"
-            app.query_one("#arena-target", Select).value = "rational"
-            await pilot.press("ctrl+n", "enter")
+            await play_a_model_against_rational(app, pilot, server)
             status = app.query_one("#arena-status")
             seconds = lambda: float(str(status.content).split()[1])  # noqa: E731 - "Playing: 1.2 s · ..."
             await wait_for(pilot, lambda: status.display and seconds() >= 1.0)
