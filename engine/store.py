@@ -409,9 +409,10 @@ class Store:
         if scenario:
             clauses.append("scenario_id = ?")
             params.append(scenario)
-        if agent:
-            clauses.append("(persuader = ? OR target = ?)")
-            params += [agent, agent]
+        if agent:  # a name, or a kind that finds every spec of it: `local` finds `local:models/x?dtype=bfloat16`
+            n = len(agent) + 1
+            clauses.append("(? IN (persuader, target) OR substr(persuader, 1, ?) IN (?, ?) OR substr(target, 1, ?) IN (?, ?))")
+            params += [agent, n, agent + ":", agent + "?", n, agent + ":", agent + "?"]
         if success is not None:
             clauses.append("success = ?")
             params.append(int(success))

@@ -54,6 +54,17 @@ def test_filters_and_full_text_search(store, library):
     assert store.count_sessions() == 1 and store.count_sessions(archived=True) == 1
 
 
+def test_the_agent_filter_finds_a_name_or_every_spec_of_a_kind(store, business):
+    for name in ("local:models/x?dtype=bfloat16", "local?temperature=0", "localhost-bot", "planner"):
+        persuader = RevealAll()
+        persuader.name = name
+        play(business, persuader, RationalTarget(), seed=1, listeners=[StoreListener(store)])
+    assert sorted(r["persuader"] for r in store.list_sessions(agent="local")) == [
+        "local:models/x?dtype=bfloat16", "local?temperature=0"]
+    assert store.count_sessions(agent="local?temperature=0") == 1 and store.count_sessions(agent="planner") == 1
+    assert store.count_sessions(agent="rational") == 4 and store.count_sessions(agent="loc") == 0
+
+
 def test_interrupted_game_keeps_finished_turns(store, business):
     class Interrupts(Persuader):
         name = "interrupts"
