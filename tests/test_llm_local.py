@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from engine.errors import LabError
-from engine.llm.base import ChatResult, GenerationOptions
-from engine.llm.local import Batcher, shared_backend
+from engine.llm.base import ChatResult, GenerationOptions, cancel_on
+from engine.llm.local import Batcher, StopOnEvent, shared_backend
 
 SHORT = GenerationOptions(max_tokens=12, temperature=0.0)  # the CPU is shared: keep generation short
 HI = [{"role": "user", "content": "Say hello."}]
@@ -71,7 +71,7 @@ def test_concurrent_chats_share_generate_calls(backend):
 def test_batcher_groups_equal_options_and_reports_failures():
     calls: list[tuple[int, GenerationOptions]] = []
 
-    def run(convs, options, _grammars):
+    def run(convs, options, _grammars, _cancels):
         calls.append((len(convs), options))
         if options.max_tokens == 13:
             raise RuntimeError("out of memory")
@@ -100,7 +100,7 @@ def test_batcher_groups_equal_options_and_reports_failures():
 def test_batcher_waits_for_the_games_of_the_last_batch():
     """Games come back from their own work at different times: a later round is not split at the first arrivals."""
 
-    def run(convs, options, _grammars):
+    def run(convs, options, _grammars, _cancels):
         time.sleep(0.05)
         return [ChatResult("ok") for _ in convs]
 
@@ -197,3 +197,50 @@ def test_four_bit_without_cuda_falls_back_with_a_warning():
 
     with pytest.warns(UserWarning, match="CUDA"):
         assert _four_bit_config("cpu") is None
+
+
+def test_stop_on_event_marks_only_the_rows_whose_event_is_set():
+    first, second = threading.Event(), threading.Event()
+    stop = StopOnEvent([first, None, second])
+    ids = torch.zeros((3, 4), dtype=torch.long)
+    assert stop(ids, None).tolist() == [False, False, False]
+    second.set()
+    assert stop(ids, None).tolist() == [False, False, True]
+
+
+def test_a_cancelled_request_raises_keyboard_interrupt_and_hands_its_event_to_generate():
+    seen: list[list[threading.Event | None]] = []
+    cancel = threading.Event()
+
+    def run(convs, options, _grammars, cancels):
+        seen.append(cancels)
+        cancel.set()  # the user pressed Escape while the batch was generating
+        return [ChatResult("partial") for _ in convs]
+
+    batcher = Batcher(run, wait_s=0.0)
+    with cancel_on(cancel), pytest.raises(KeyboardInterrupt):
+        batcher.submit(HI, SHORT)
+    assert seen == [[cancel]]
+    assert batcher.submit(HI, SHORT).text == "partial"  # outside the block: no event, the reply is returned
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streamed", [False, True])
+def test_cancel_stops_the_generate_call_within_a_second(backend, streamed):
+    """Without the stopping criterion the model would write all 400 tokens (tens of seconds on this CPU)."""
+    long = GenerationOptions(max_tokens=400, temperature=0.0)
+    ask = [{"role": "user", "content": "Write a very long story about a lighthouse keeper, with many chapters."}]
+    cancel = threading.Event()
+    timer = threading.Timer(1.5, cancel.set)
+    pieces: list[str] = []
+    timer.start()
+    started = time.perf_counter()
+    with cancel_on(cancel), pytest.raises(KeyboardInterrupt):
+        if streamed:
+            backend.chat_stream(ask, pieces.append, long)
+        else:
+            backend.chat(ask, long)
+    stopped_after = time.perf_counter() - started - 1.5
+    assert stopped_after < 1.0, f"generate ran on {stopped_after:.1f} s after the cancel"
+    assert not streamed or pieces  # it was writing when cancelled
+    assert not backend._lock.locked()  # the generate thread is done: the next request does not wait for it

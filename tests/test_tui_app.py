@@ -505,6 +505,8 @@ async def test_arena_dropdowns_offer_no_blank_and_list_offline_players_first(db)
     app = LabApp(db)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
+        # every pane has finished mounting (the Data pane's file list last) before the app closes
+        await wait_for(pilot, lambda: app.query_one("#data-found", Select).prompt != "found .jsonl")
         for name in ("scenario", "persuader", "target", "personality"):
             select = app.query_one(f"#arena-{name}", Select)
             assert Select.NULL not in [value for _, value in select._options] and not select.disabled
@@ -817,3 +819,50 @@ async def test_a_model_turn_shows_elapsed_time_and_escape_stops_the_generation(d
         server.shutdown()
     (row,) = Store(db).list_sessions(kind="arena")
     assert row["status"] == "interrupted"
+
+
+async def test_escape_sets_the_cancel_event_the_games_model_calls_see(db, monkeypatch):
+    """A local model's `generate` stops on the event `cancel_on` gives the game's thread: Escape must set it."""
+    from engine.game import episode as episode_module
+    from engine.llm.base import current_cancel
+
+    seen: list[threading.Event | None] = []
+
+    def play(*_args, **_kwargs):  # stands in for a game whose model is generating: it waits for the cancel
+        seen.append(current_cancel())
+        if not seen[0] or not seen[0].wait(timeout=10):
+            raise AssertionError("the game's thread saw no cancel event")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(episode_module, "play", play)
+    app = LabApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.query_one("#arena-target", Select).value == "me")
+        await pilot.press("ctrl+n", "enter")
+        await wait_for(pilot, lambda: len(seen) == 1)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running)
+    assert seen[0] is not None and seen[0].is_set()
+    assert current_cancel() is None  # only the game's thread had one
+
+
+async def test_the_training_form_offers_the_file_just_prepared(db, tmp_path, monkeypatch):
+    """Prepare into a file of one's own name in Data, then Ctrl+T: the form's training file is that file, not the
+    default `training_data.jsonl` that also lies in the folder."""
+    from engine.pipeline.trajectories import GenerationPlan
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "training_data.jsonl").write_text("{}\n")  # an older prepare's file
+    jobs.run(jobs.generate_job(GenerationPlan(n=3), "traj.jsonl", db), say=lambda text: None)
+    app = LabApp(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_new_run_form(pilot)
+        assert app.screen.query_one("#form-data", Input).value == "training_data.jsonl"
+        await pilot.press("escape", "f3")
+        await wait_for(pilot, lambda: app.query_one("#data-found", Select).prompt != "found .jsonl")
+        app.query_one("#data-path", Input).value = "traj.jsonl"
+        app.query_one("#data-out", Input).value = "mine.jsonl"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: "Prepared" in str(app.query_one("#data-stats").content), timeout=60)
+        await open_new_run_form(pilot)
+        assert app.screen.query_one("#form-data", Input).value == "mine.jsonl"

@@ -9,8 +9,10 @@ turn (`PersuaderTurn.usage`, `TargetReply.usage`) and the store keeps.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +120,31 @@ class Backend(abc.ABC):
 
     def describe(self) -> str:
         return f"{self.provider}:{self.model}"
+
+
+_CANCEL = threading.local()  # the event that cancels this thread's model calls, see `cancel_on`
+
+
+@contextmanager
+def cancel_on(event: threading.Event) -> Iterator[None]:
+    """Model calls made by this thread inside the block stop when `event` is set, and raise KeyboardInterrupt.
+
+    A thread-local rather than a parameter, so the players between a game's loop and its backend need no change:
+    the Arena wraps a game in it and sets the event on Escape. A local model checks it at every token (its
+    `generate` would otherwise write the whole reply in the background); an API stream is already closed by the
+    KeyboardInterrupt its `on_text` raises.
+    """
+    previous = getattr(_CANCEL, "event", None)
+    _CANCEL.event = event
+    try:
+        yield
+    finally:
+        _CANCEL.event = previous
+
+
+def current_cancel() -> threading.Event | None:
+    """The event set up by `cancel_on` for the calling thread, if any."""
+    return getattr(_CANCEL, "event", None)
 
 
 SCHEMA_NAME = "persuader_reply"  # the name an API is given for a reply schema (OpenAI's format, Claude's tool)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import LabError
-from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, TextCallback
+from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, TextCallback, current_cancel
 from engine.llm.embedded import EMBEDDED_ALIASES, resolve_model_path
 from engine.llm.grammar import INSTALL_HINT, GrammarCompiler, GrammarLogits
 from engine.llm.grammar import available as grammar_available
@@ -41,7 +41,24 @@ class _Request:
     messages: list[Message]
     options: GenerationOptions
     grammar: str | None = None
+    cancel: threading.Event | None = None  # set: `generate` stops this row at its next token
     future: Future = field(default_factory=Future)
+
+
+class StopOnEvent:
+    """A transformers stopping criterion: row i is done once `events[i]` is set (None: never).
+
+    `generate` checks it after every token, so a cancelled request stops within a token or two instead of writing
+    its whole reply; the other rows of a batch go on.
+    """
+
+    def __init__(self, events: list[threading.Event | None]) -> None:
+        self.events = events
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.tensor([e is not None and e.is_set() for e in self.events], device=input_ids.device)
 
 
 class Batcher:
@@ -67,14 +84,18 @@ class Batcher:
         self._worker: threading.Thread | None = None
 
     def submit(self, messages: list[Message], options: GenerationOptions, grammar: str | None = None) -> ChatResult:
-        request = _Request(messages, options, grammar)
+        """The reply, or KeyboardInterrupt when this thread's `cancel_on` event was set before it was done."""
+        request = _Request(messages, options, grammar, current_cancel())
         with self._cond:
             self._pending.append(request)
             if self._worker is None:
                 self._worker = threading.Thread(target=self._loop, name="ptom-batcher", daemon=True)
                 self._worker.start()
             self._cond.notify_all()
-        return request.future.result()
+        result = request.future.result()
+        if request.cancel is not None and request.cancel.is_set():
+            raise KeyboardInterrupt
+        return result
 
     def _take(self) -> list[_Request] | None:
         with self._cond:
@@ -101,7 +122,8 @@ class Batcher:
         while (batch := self._take()) is not None:
             self.batch_sizes.append(len(batch))
             try:
-                results = self.run_batch([r.messages for r in batch], batch[0].options, [r.grammar for r in batch])
+                results = self.run_batch([r.messages for r in batch], batch[0].options, [r.grammar for r in batch],
+                                         [r.cancel for r in batch])
             except BaseException as exc:  # every waiting game learns of the failure
                 for r in batch:
                     r.future.set_exception(exc)
@@ -270,10 +292,12 @@ class LocalBackend(Backend):
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         started = time.perf_counter()
         output: dict[str, Any] = {}
+        cancel = current_cancel()
+        stop = threading.Event()  # set when the reader gives up (`on_text` raised), or by the caller's cancel
 
         def work() -> None:
             try:
-                output["ids"] = self._run(enc, options, streamer=streamer, grammars=[grammar])
+                output["ids"] = self._run(enc, options, streamer=streamer, grammars=[grammar], cancels=[stop])
             except Exception as exc:  # end the stream so the reader is not left waiting
                 output["error"] = exc
                 streamer.end()
@@ -281,10 +305,19 @@ class LocalBackend(Backend):
         with self._lock:
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
-            for piece in streamer:
-                if piece:
-                    on_text(piece)
-            thread.join()
+            try:
+                for piece in streamer:
+                    if cancel is not None and cancel.is_set():
+                        raise KeyboardInterrupt
+                    if piece:
+                        on_text(piece)
+            except BaseException:
+                stop.set()  # the generate thread stops at its next token instead of finishing the reply
+                raise
+            finally:
+                thread.join()
+        if cancel is not None and cancel.is_set():
+            raise KeyboardInterrupt
         if "ids" not in output:
             raise LabError(f"local model {self.model}: generation failed: {output.get('error')}")
         return self._results(enc, output["ids"], options, started)[0]
@@ -296,7 +329,8 @@ class LocalBackend(Backend):
         ]
         return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
-    def _run(self, enc, options: GenerationOptions, streamer=None, grammars: list[str | None] | None = None):
+    def _run(self, enc, options: GenerationOptions, streamer=None, grammars: list[str | None] | None = None,
+             cancels: list[threading.Event | None] | None = None):
         import torch
 
         kwargs: dict[str, Any] = {
@@ -319,18 +353,26 @@ class LocalBackend(Backend):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if streamer is not None:
             kwargs["streamer"] = streamer
+        if cancels and any(cancels):
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnEvent(cancels)])
         if self.static_cache:
             kwargs["cache_implementation"] = "static"
         with torch.inference_mode():
             return self.net.generate(**enc, **kwargs)
 
     def _generate(
-        self, conversations: list[list[Message]], options: GenerationOptions, grammars: list[str | None] | None = None
+        self,
+        conversations: list[list[Message]],
+        options: GenerationOptions,
+        grammars: list[str | None] | None = None,
+        cancels: list[threading.Event | None] | None = None,
     ) -> list[ChatResult]:
         enc = self._encode(conversations)
         started = time.perf_counter()
         with self._lock:
-            ids = self._run(enc, options, grammars=grammars)
+            ids = self._run(enc, options, grammars=grammars, cancels=cancels)
         return self._results(enc, ids, options, started)
 
     def _results(self, enc, ids, options: GenerationOptions, started: float) -> list[ChatResult]:

@@ -3,13 +3,14 @@
 The game is `engine.game.episode.play`; this pane only picks the players, listens to the loop (each event is posted
 to the pane as a message, and each turn committed by `StoreListener` as it ends) and, when the researcher plays
 a side (`me`), hands the player an `ask` that blocks the worker until the Input is submitted.
-Escape cancels: the next check (a streamed token, the human's wait, the end of a turn) raises KeyboardInterrupt
-inside the loop, which ends the game `interrupted` with its finished turns kept.
+Escape cancels: the next check (a streamed token, the human's wait, a local model's next token, the end of a turn)
+raises KeyboardInterrupt inside the loop, which ends the game `interrupted` with its finished turns kept.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -145,6 +146,7 @@ class ArenaPane(ReportsFailures, Vertical):
         super().__init__(**kwargs)
         self.answers: queue.Queue[str] = queue.Queue()
         self.game: Worker | None = None
+        self.cancelled = threading.Event()  # set on Escape: a local model's `generate` stops at its next token
         self.streamed = ""
         self.player_help: dict[str, dict[str, str]] = {}
         self.brief = ""  # a human persuader's brief, from its first prompt
@@ -291,7 +293,8 @@ class ArenaPane(ReportsFailures, Vertical):
         self.answers = queue.Queue()
         self.working_since = time.monotonic()
         self._show_status()
-        self.game = self.run_game(s)
+        self.cancelled = threading.Event()
+        self.game = self.run_game(s, self.cancelled)
 
     def action_new_game(self) -> None:
         if self.game is not None and self.game.is_running:
@@ -303,9 +306,10 @@ class ArenaPane(ReportsFailures, Vertical):
 
     def action_cancel(self) -> None:
         if self.game is not None and self.game.is_running:
+            self.cancelled.set()
             self.game.cancel()
-            self.app.notify("Cancelling: an API reply stops now; a local model finishes the reply it is writing "
-                            "in the background. The game ends as interrupted, finished turns are kept.")
+            self.app.notify("Cancelling: a model's reply stops at its next token. The game ends as interrupted, "
+                            "finished turns are kept.")
 
     @on(Input.Submitted, "#arena-reply")
     def reply_submitted(self, event: Input.Submitted) -> None:
@@ -335,10 +339,11 @@ class ArenaPane(ReportsFailures, Vertical):
 
     # ----- the game (worker thread) --------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="arena-game", exit_on_error=False)
-    def run_game(self, s: dict[str, Any]) -> str:
+    def run_game(self, s: dict[str, Any], cancelled: threading.Event) -> str:
         from engine.errors import LabError
         from engine.game.episode import play
         from engine.game.scenario import ScenarioLibrary
+        from engine.llm.base import cancel_on
         from engine.players.registry import make_persuader, make_target
         from engine.store import StoreListener
 
@@ -357,7 +362,7 @@ class ArenaPane(ReportsFailures, Vertical):
             self.post_message(self.MovesOffered(scenario))
         if hasattr(persuader, "on_text"):
             persuader.on_text = self._streamer(worker)
-        with self.app.worker_store() as store:
+        with self.app.worker_store() as store, cancel_on(cancelled):
             try:
                 episode = play(
                     scenario, persuader, target, personality=s["personality"], condition=s["condition"],

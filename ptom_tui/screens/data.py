@@ -62,11 +62,12 @@ class DataPane(ReportsFailures, Vertical):
 
     class JobDone(Message):
         """A generate or prepare finished: what to say, the file to read again (generate) if any, and prepare's
-        summary (`dataprep.prepare`: tokens per split, the longest examples, the price)."""
+        summary (`dataprep.prepare`: tokens per split, the longest examples, the price) with its training file."""
 
-        def __init__(self, text: str, reload: str | None = None, summary: dict[str, Any] | None = None) -> None:
+        def __init__(self, text: str, reload: str | None = None, summary: dict[str, Any] | None = None,
+                     prepared: str = "") -> None:
             super().__init__()
-            self.text, self.reload, self.summary = text, reload, summary
+            self.text, self.reload, self.summary, self.prepared = text, reload, summary, prepared
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -264,7 +265,8 @@ class DataPane(ReportsFailures, Vertical):
         made = run(job, say=lambda text: None, progress=progress)
         files = ", ".join(f"{split}: {path} ({made['rows'].get(split, 0)} rows)" for split, path in made["files"].items())
         self.post_message(self.JobDone(f"Prepared {options.format} rows from {options.input}: {files}; "
-                                       f"dataset {', '.join(made['datasets'])}.", summary=made["summary"]))
+                                       f"dataset {', '.join(made['datasets'])}.", summary=made["summary"],
+                                       prepared=made["files"].get("train", "")))
 
     def on_data_pane_progress(self, message: Progress) -> None:
         self.query_one(ProgressBar).update(total=message.total, progress=message.done)
@@ -276,6 +278,11 @@ class DataPane(ReportsFailures, Vertical):
         if message.summary:
             self._show_preview([summary_text(message.summary, self.query_one("#data-preview", RichLog).size.width)])
         self.find_files()
+        if message.prepared:
+            from ptom_tui.screens.training import TrainingPane
+
+            for pane in self.app.query(TrainingPane):  # the Training form offers the file just prepared
+                pane.offer_data(message.prepared)
         if message.reload:
             self.app.sessions_changed()
             self.load(message.reload)

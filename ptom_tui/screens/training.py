@@ -49,6 +49,7 @@ class TrainingPane(ReportsFailures, Vertical):
         self.steps: list[dict[str, Any]] = []
         self.last_step_id = 0
         self.form: dict[str, str] = {}  # the last form, offered again after a refused start
+        self.prepared = ""  # the training file Data > Prepare wrote last: the form's data field offers it
 
     def compose(self) -> ComposeResult:
         table = DataTable(id="training-runs", cursor_type="row")
@@ -161,7 +162,14 @@ class TrainingPane(ReportsFailures, Vertical):
 
     @on(Button.Pressed, "#training-new")
     def action_new_run(self) -> None:
-        self.app.push_screen(NewRunForm(self.form), self.start_run)
+        values = {"data": self.prepared, **self.form} if self.prepared else self.form
+        self.app.push_screen(NewRunForm(values), self.start_run)
+
+    def offer_data(self, path: str) -> None:
+        """Data > Prepare just wrote `path`: the next form's training file is that one, in place of a remembered
+        one (the researcher prepared it to train on it)."""
+        self.prepared = path
+        self.form.pop("data", None)
 
     def start_run(self, form: dict[str, str] | None) -> None:
         """A finetune job from the form, in a child process; the store tells us the rest. Refused settings say why
