@@ -394,24 +394,28 @@ async def play_a_model_against_rational(app: LabApp, pilot, server: http.server.
     await pilot.press("ctrl+n", "enter")
 
 
-async def test_escape_stops_a_reply_while_it_streams(db):
-    """Arena with a model persuader: its reply streams into the pane word by word; Escape stops it mid-reply and
-    the game is stored as interrupted."""
+@pytest.fixture
+def slow_server():
+    """A local OpenAI-compatible server whose streamed reply takes long (`_SlowStream`); shut down after the test."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowStream)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+async def test_escape_stops_a_reply_while_it_streams(db, slow_server):
+    """Arena with a model persuader: its reply streams into the pane word by word; Escape stops it mid-reply and
+    the game is stored as interrupted."""
     app = LabApp(db)
-    try:
-        async with app.run_test(size=(100, 30)) as pilot:
-            await play_a_model_against_rational(app, pilot, server)
-            stream = app.query_one("#arena-stream")
-            await wait_for(pilot, lambda: "word5 " in str(stream.content), timeout=30)
-            await pilot.press("escape")
-            await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running, timeout=10)
-            assert "word399" not in app.query_one("ArenaPane").streamed
-        (row,) = Store(db).list_sessions(kind="arena")
-        assert row["status"] == "interrupted" and row["persuader"].startswith("openai-compatible")
-    finally:
-        server.shutdown()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await play_a_model_against_rational(app, pilot, slow_server)
+        stream = app.query_one("#arena-stream")
+        await wait_for(pilot, lambda: "word5 " in str(stream.content), timeout=30)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running, timeout=10)
+        assert "word399" not in app.query_one("ArenaPane").streamed
+    (row,) = Store(db).list_sessions(kind="arena")
+    assert row["status"] == "interrupted" and row["persuader"].startswith("openai-compatible")
 
 
 def _job_process(tmp_path, db: str, code: str) -> jobs.JobProcess:
@@ -799,24 +803,19 @@ async def test_a_persuader_message_with_no_move_warns_before_it_is_sent(db):
     assert turn["message"] == "Pick Lisbon" and json.loads(turn["moves_json"]) == []
 
 
-async def test_a_model_turn_shows_elapsed_time_and_escape_stops_the_generation(db):
+async def test_a_model_turn_shows_elapsed_time_and_escape_stops_the_generation(db, slow_server):
     """From Play until the model's reply lands a status line counts the seconds; Escape ends the game and stops
     the generation itself: the server sees the client hang up long before its reply would end."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowStream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     app = LabApp(db)
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await play_a_model_against_rational(app, pilot, server)
-            status = app.query_one("#arena-status")
-            seconds = lambda: float(str(status.content).split()[1])  # noqa: E731 - "Playing: 1.2 s · ..."
-            await wait_for(pilot, lambda: status.display and seconds() >= 1.0)
-            await pilot.press("escape")
-            await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running, timeout=10)
-            await wait_for(pilot, lambda: getattr(server, "hung_up", False), timeout=5)
-            assert not status.display
-    finally:
-        server.shutdown()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await play_a_model_against_rational(app, pilot, slow_server)
+        status = app.query_one("#arena-status")
+        seconds = lambda: float(str(status.content).split()[1])  # noqa: E731 - "Playing: 1.2 s · ..."
+        await wait_for(pilot, lambda: status.display and seconds() >= 1.0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.query_one("ArenaPane").game.is_running, timeout=10)
+        await wait_for(pilot, lambda: getattr(slow_server, "hung_up", False), timeout=5)
+        assert not status.display
     (row,) = Store(db).list_sessions(kind="arena")
     assert row["status"] == "interrupted"
 

@@ -26,10 +26,10 @@ from textual.worker import Worker, get_current_worker
 from engine.game.interfaces import CONDITIONS, HUMAN_BRIEF_HEADER
 from engine.game.moves import MoveSyntaxError
 from engine.game.scenario import Scenario
-from engine.players.persuaders.human import example_moves
+from engine.players.persuaders.human import add_move, example_moves, has_moves
 from ptom_tui.messages import ReportsFailures
 from ptom_tui.widgets.belief import BeliefPanel
-from ptom_tui.widgets.move_builder import MoveBuilder, add_move, has_moves
+from ptom_tui.widgets.move_builder import MoveBuilder
 from ptom_tui.widgets.target_answer import TargetAnswer
 from ptom_tui.widgets.transcript import Transcript
 

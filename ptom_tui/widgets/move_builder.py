@@ -15,25 +15,11 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Select
 
-from engine.game.moves import MOVE_KINDS, Move, disclose, format_moves, parse_moves
+from engine.game.moves import MOVE_KINDS, Move, disclose
 from engine.game.scenario import Scenario
-from engine.players.persuaders.human import split_moves_prefix
 
 NEEDS_PROPOSAL = ("disclose", "ask_knowledge")  # a fact: a proposal, then one of its attributes
 NEEDS_ATTRIBUTE = ("disclose", "ask_knowledge", "ask_preference")
-
-
-def add_move(text: str, move: Move, scenario: Scenario) -> str:
-    """`text` with `move` added to its leading `[moves]` (made if absent); the message after it is kept.
-    Raises MoveSyntaxError when the bracket already typed does not parse: it is the player's to fix first."""
-    moves_text, message = split_moves_prefix(text)
-    moves = parse_moves(moves_text, scenario) if moves_text else []
-    return f"[{format_moves([*moves, move])}] {message}"
-
-
-def has_moves(text: str) -> bool:
-    """Whether a persuader's message carries any move (a message without one is a plain appeal)."""
-    return bool(split_moves_prefix(text)[0])
 
 
 class MoveBuilder(Horizontal):

@@ -31,6 +31,19 @@ def split_moves_prefix(text: str) -> tuple[str, str]:
     return text[1:end].strip(), text[end + 1 :].strip()
 
 
+def add_move(text: str, move: Move, scenario: Scenario) -> str:
+    """`text` with `move` added to its leading `[moves]` (made if absent); the message after it is kept.
+    Raises MoveSyntaxError when the bracket already typed does not parse: it is the player's to fix first."""
+    moves_text, message = split_moves_prefix(text)
+    moves = parse_moves(moves_text, scenario) if moves_text else []
+    return f"[{format_moves([*moves, move])}] {message}"
+
+
+def has_moves(text: str) -> bool:
+    """Whether a persuader's message carries any move (a message without one is a plain appeal)."""
+    return bool(split_moves_prefix(text)[0])
+
+
 def split_human_message(text: str, scenario: Scenario) -> PersuaderTurn:
     """`[moves] message` -> a turn; raises MoveSyntaxError on a bad move."""
     moves_text, text = split_moves_prefix(text)
