@@ -1,9 +1,13 @@
-"""Evaluation speed: the planner over 100 held-out episodes, and a local model batched against one at a time.
+"""Evaluation speed: the planner over 100 held-out episodes, a local model batched against one at a time, and a
+trained adapter over the whole held-out set.
 
 Aims (issue 7): 100 episodes planner vs rational in under 5 seconds, every episode logged to a fresh store;
 the local model's episodes per minute at --concurrency 8 at least 3x those at --concurrency 1 (the batcher in
-engine/llm/local.py answers the concurrent episodes' requests in one generate call).
+engine/llm/local.py answers the concurrent episodes' requests in one generate call). Issue 15: `--adapter PATH`
+plays that adapter (its recorded reply format, greedy, the CPU default int8 weights) on `--adapter-episodes`
+held-out scenarios, personality mix, at --concurrency 8: all 100 in under 15 minutes.
 Run: .venv/bin/python bench/evaluate.py [--episodes 100] [--local-episodes 8] [--local-turns 2] [--skip-local]
+     [--adapter models/ptom-smollm2 [--adapter-episodes 100]]
 """
 
 from __future__ import annotations
@@ -31,6 +35,17 @@ def timed(store: Store, config: EvalConfig, name: str, concurrency: int) -> tupl
     return time.perf_counter() - started, res.results
 
 
+def adapter_run(store: Store, adapter: str, episodes: int) -> None:
+    """Wall time and outcome of one adapter over `episodes` held-out scenarios, the way the tutorial plays it."""
+    spec = f"local:{adapter}?temperature=0"
+    cfg = EvalConfig(model=spec, scenarios=HELDOUT, num_eval=episodes, personality="mix")
+    wall, results = timed(store, cfg, "bench-adapter", 8)
+    s, moves = results["success"], results["moves"]
+    print(f"{spec}: {episodes} held-out episodes (mix, seed 0) at concurrency 8 in {wall / 60:.1f} min, "
+          f"success {s['successes']}/{s['n']}, {moves['turns']} turns, unparseable {results['unparseable']}, "
+          f"tokens {results['usage']}  [aim: 100 episodes under 15 min]", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=100)
@@ -38,6 +53,8 @@ def main() -> None:
     ap.add_argument("--local-turns", type=int, default=2, help="max turns of the local episodes")
     ap.add_argument("--local-tokens", type=int, default=64, help="max new tokens per local reply")
     ap.add_argument("--skip-local", action="store_true")
+    ap.add_argument("--adapter", help="a trained adapter folder to play on the held-out set")
+    ap.add_argument("--adapter-episodes", type=int, default=100)
     args = ap.parse_args()
     agent = "planner" if "planner" in persuader_names() else "greedy"
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,6 +64,8 @@ def main() -> None:
         s = results["success"]
         print(f"{args.episodes} episodes {agent} vs rational (logged): {wall:.2f} s "
               f"({args.episodes / wall:.0f} episodes/s), success {s['successes']}/{s['n']}  [aim: under 5 s]")
+        if args.adapter:
+            adapter_run(store, args.adapter, args.adapter_episodes)
         if args.skip_local or "local" not in persuader_names():
             print("local model: skipped")
             return

@@ -1,6 +1,10 @@
-"""Generation speed of the embedded model on the CPU: tokens/s at batch 1 and batch 8, and load time.
+"""Generation speed of the embedded model on the CPU: an Arena turn, tokens/s at batch 1 and batch 8, and load time.
 
-Aims (issue 5): batch 8 at least 3x the throughput of batch 1; a cached load under 5 s.
+Aims (issue 5): batch 8 at least 3x the throughput of batch 1; a cached load under 5 s. Issue 15: an Arena turn
+of the embedded model under 5 s.
+- Arena turn: what a user waits for in the Arena, one persuader turn of `local?reply=compact` (the reply decoded
+  under the turn's grammar) against the rational target, at turns 1-3 of three held-out games; each `--dtype`
+  listed in `--arena-dtypes` is a fresh backend;
 - cold load: a new process with PTOM_CACHE pointing at an empty temp folder, so the GGUF is converted first;
 - cached load: a new process reading the converted folder (the default cache);
 - throughput: real persuader prompts (the shared prompt builder on held-out scenarios), greedy, fixed length;
@@ -66,6 +70,30 @@ def prompts(n: int, turn: int = 1, verbose: int = 1) -> list[list[dict[str, str]
     return out
 
 
+def arena_turns(dtype: str, games: int = 3, turns: int = 3) -> None:
+    """Seconds per persuader turn of the embedded model (compact reply, grammar) in real games, as the Arena plays."""
+    import dataclasses
+    import statistics
+
+    from engine.game.episode import play
+    from engine.game.scenario import load_file
+    from engine.players.registry import make_persuader, make_target
+
+    spec = f"local?reply=compact&temperature=0&dtype={dtype}"
+    make_persuader(spec)  # the first player loads the shared model, outside the timings
+    seconds, tokens, parsed = [], [], 0
+    for i, scenario in enumerate(load_file(HELDOUT)[:games]):
+        game = play(dataclasses.replace(scenario, max_turns=turns), make_persuader(spec), make_target("rational"),
+                    seed=i)
+        for t in game.turns:
+            seconds.append(t.latency_ms / 1000)
+            tokens.append(t.usage["output_tokens"] if t.usage else 0)
+            parsed += t.parse_ok
+    print(f"Arena turn, embedded model {dtype}, {spec}: median {statistics.median(seconds):.1f} s, "
+          f"max {max(seconds):.1f} s over {len(seconds)} turns ({statistics.mean(tokens):.0f} new tokens a turn, "
+          f"{parsed}/{len(seconds)} parsed)  [aim: under 5 s]", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=48, help="new tokens per reply")
@@ -75,6 +103,7 @@ def main() -> None:
     parser.add_argument("--turn", type=int, default=1, help="prompts at this turn of a game (longer with each turn)")
     parser.add_argument("--verbose", type=int, default=1, help="repeat each past message N times (longer prompts)")
     parser.add_argument("--dynamic-cache", action="store_true", help="generate with the default (dynamic) KV cache")
+    parser.add_argument("--arena-dtypes", default="int8,float32", help="dtypes for the Arena turn ('' to skip)")
     args = parser.parse_args()
 
     if not args.skip_cold:
@@ -84,11 +113,14 @@ def main() -> None:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for dtype in filter(None, args.arena_dtypes.split(",")):
+        arena_turns(dtype)
+
     from engine.llm.base import GenerationOptions
     from engine.llm.local import LocalBackend
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     backend = LocalBackend("", max_batch=8, wait_s=0.05, dtype=args.dtype)
     backend.static_cache = backend.static_cache and not args.dynamic_cache
     # every row runs the full length: throughput is then tokens generated per second of wall time
@@ -123,7 +155,7 @@ def main() -> None:
     read = sum(r.input_tokens for r in backend.chat_batch(convs, GenerationOptions(max_tokens=1)))
     prompt_rate = read / (time.perf_counter() - started)
     cache = "static" if backend.static_cache else "dynamic"
-    print(f"torch threads {torch.get_num_threads()}, {args.dtype} ({next(backend.net.parameters()).dtype}), {cache} cache, "
+    print(f"torch threads {torch.get_num_threads()}, {args.dtype} ({backend.dtype}), {cache} cache, "
           f"{args.tokens} new tokens, prompts of ~{read / len(convs):.0f} tokens")
     print(f"prompt, batch 8:      {prompt_rate:6.1f} tokens/s read")
     print(f"batch 1:              {one:6.1f} tokens/s")

@@ -1,10 +1,15 @@
-"""Training tokens per second for LoRA SFT on the embedded SmolLM2 on this machine's CPU, without and with packing.
+"""Training memory, tokens/s and loss per step for LoRA SFT on the embedded SmolLM2 on this CPU: trl's own loss
+(`loss: full`, no activation checkpointing: the trainer before issue 15) against the labels-only loss, without
+and with activation checkpointing (`gradient_checkpointing`), and LoRA on the last 10 layers only (`lora_layers`:
+the backward pass stops at the lowest adapted layer; a different model, so a different loss curve).
 
 The examples are real: planner games on generated scenarios, turned into chatml rows by data prep, so the
-sequence lengths are those of the tutorial. Tokens are the non-padding input tokens the Trainer counted; the
-first step (warm-up) is left out of the per-step median. On a CPU shared with other jobs, `--threads 1` is
-far faster than two spin-waiting threads.
-Run: .venv/bin/python bench/train.py [--steps 6] [--batch-size 2] [--threads 1]
+sequence lengths are those of the tutorial (batch 4, up to 1,024 tokens). Each setting trains in its own process,
+so its peak resident memory (VmHWM: model, activations, logits, allocator) is its own. Tokens are the non-padding
+input tokens the Trainer counted; the first step (warm-up) is left out of the per-step median. The same seed and
+data give every setting the same batches, so the loss per step shows whether the curve is the same. On a CPU
+shared with other jobs, `--threads 1` is far faster than two spin-waiting threads.
+Run: .venv/bin/python bench/train.py [--steps 4] [--batch-size 4] [--threads 1] [--packing]
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +29,7 @@ from engine.game.episode import play  # noqa: E402
 from engine.game.generator import generate  # noqa: E402
 from engine.jsonl import write_json_lines  # noqa: E402
 from engine.pipeline.dataprep import sft_row, turn_examples  # noqa: E402
-from engine.pipeline.training import sft  # noqa: E402
+from engine.pipeline.training import loop, sft  # noqa: E402
 from engine.pipeline.training.config import load_config  # noqa: E402
 from engine.players.registry import make_persuader, make_target  # noqa: E402
 from engine.store import Store  # noqa: E402
@@ -37,37 +43,77 @@ def planner_rows(n_games: int, seed: int) -> list[dict]:
     return rows
 
 
-def measure(data: str, folder: Path, packing: bool, args: argparse.Namespace) -> dict:
-    store = Store(folder / "bench.db")
-    cfg = load_config(None, dict(data=data, output=str(folder / f"packing-{packing}"), max_steps=args.steps,
-                                 batch_size=args.batch_size, max_seq_len=args.max_seq_len, packing=packing,
+# (loss, gradient_checkpointing, lora_layers): the trainer before issue 15 first (with glibc's default, growing mmap
+# threshold, as it was then: see loop.return_freed_memory), then the labels-only loss without and with activation
+# checkpointing, then LoRA on the last 10 layers only (the tutorial's config) without and with checkpointing
+SETTINGS = (("full", False, None), ("labels", False, None), ("labels", True, None), ("labels", False, 10),
+            ("labels", True, 10))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def measure(data: str, folder: Path, loss: str, checkpointing: bool, layers: int | None,
+            args: argparse.Namespace) -> dict:
+    """One setting's run, in this (fresh) process."""
+    if (loss, checkpointing, layers) == SETTINGS[0]:
+        loop.return_freed_memory = lambda: None  # the allocator as it was before issue 15
+    store = Store(folder / f"bench-{loss}-{checkpointing}-{layers}.db")
+    cfg = load_config(None, dict(data=data, output=str(folder / f"{loss}-{checkpointing}-{layers}"), max_steps=args.steps,
+                                 batch_size=args.batch_size, grad_accum=1, max_seq_len=args.max_seq_len,
+                                 packing=args.packing, lr=1e-3, loss=loss, gradient_checkpointing=checkpointing, lora_layers=layers,
                                  save_steps=10_000, cpu_threads=args.threads))
     result = sft.train(cfg, store)
-    steps = store.training_steps(result["run_id"])
+    steps = [s for s in store.training_steps(result["run_id"]) if s["loss"] is not None]
     per_step = [s["tokens_per_s"] for s in steps[1:] if s["tokens_per_s"]]
     m = result["metrics"]
-    return {"packing": packing, "steps": m["global_step"], "tokens": m["num_input_tokens_seen"],
-            "seconds": round(m["train_runtime"], 1),
-            "tokens_per_s_overall": round(m["num_input_tokens_seen"] / m["train_runtime"], 1),
-            "tokens_per_s_median_after_warmup": round(statistics.median(per_step), 1) if per_step else None}
+    return {"loss": loss, "gradient_checkpointing": checkpointing, "lora_layers": layers, "peak_rss_mb": round(peak_rss_mb()),
+            "steps": m["global_step"], "tokens": m["num_input_tokens_seen"], "seconds": round(m["train_runtime"], 1),
+            "tokens_per_s_median_after_warmup": round(statistics.median(per_step), 1) if per_step else None,
+            "loss_per_step": [round(s["loss"], 4) for s in steps]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-seq-len", type=int, default=1024)
+    parser.add_argument("--packing", action="store_true", help="pack the examples (default: one a row, as the tutorial)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--games", type=int, default=12, help="planner games to draw examples from")
+    parser.add_argument("--one", nargs=4, metavar=("DATA", "LOSS", "CHECKPOINTING", "LAYERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:  # a child: one setting, one JSON line
+        data, loss, checkpointing, layers = args.one
+        print(json.dumps(measure(data, Path(data).parent, loss, checkpointing == "1",
+                                 None if layers == "all" else int(layers), args)), flush=True)
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        data = Path(tmp) / "train.jsonl"
         rows = planner_rows(args.games, seed=7)
-        data = folder / "train.jsonl"
         write_json_lines(data, rows)
-        print(f"{len(rows)} examples from {args.games} planner games; batch {args.batch_size}, {args.steps} steps")
-        for packing in (False, True):
-            print(json.dumps(measure(str(data), folder, packing, args)), flush=True)
+        print(f"{len(rows)} examples from {args.games} planner games; batch {args.batch_size}, max_seq_len "
+              f"{args.max_seq_len}, packing {args.packing}, {args.steps} steps")
+        results = []
+        for loss, checkpointing, layers in SETTINGS:
+            child = [sys.executable, __file__, "--one", str(data), loss, str(int(checkpointing)), str(layers or "all")]
+            child += [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                      if k in ("steps", "batch_size", "max_seq_len", "threads") and v is not None]
+            child += ["--packing"] if args.packing else []
+            out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+            results.append(json.loads(out.strip().splitlines()[-1]))
+            print(json.dumps(results[-1]), flush=True)
+        before = results[0]
+        for after in results[1:]:
+            speed = after["tokens_per_s_median_after_warmup"] / before["tokens_per_s_median_after_warmup"]
+            print(f"loss {after['loss']}, checkpointing {after['gradient_checkpointing']}, LoRA layers "
+                  f"{after['lora_layers'] or 'all'} vs the trainer before issue 15: peak memory {before['peak_rss_mb']} "
+                  f"-> {after['peak_rss_mb']} MB, tokens/s x{speed:.2f}  [aims: under 2,000 MB, at least x1.5]")
 
 
 if __name__ == "__main__":

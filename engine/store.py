@@ -184,11 +184,37 @@ def _m004_session_rules(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m005_improve_runs(db: sqlite_utils.Database) -> None:
+    """`ptom-lab improve`: a run of rounds, each of which plays the current adapter, builds data from its games,
+    trains the next adapter and evaluates it. A round row links the evaluation run of its games (`play_run_id`),
+    its training run and its validation run, so every number on the success-by-round curve leads to its sessions."""
+    db["improve_runs"].create(
+        {
+            "id": str, "name": str, "out_dir": str, "status": str, "config_json": str, "start_model": str,
+            "rounds": int, "error": str, "pid": int, "created_at": str, "updated_at": str,
+        },
+        pk="id",
+    )
+    db["improve_runs"].create_index(["out_dir"])
+    db["improve_rounds"].create(
+        {
+            "id": int, "improve_id": str, "round": int, "status": str, "play_run_id": str, "games": int, "wins": int,
+            "data_path": str, "ei_rows": int, "dagger_rows": int, "train_run_id": str, "adapter": str,
+            "eval_run_id": str, "val_successes": int, "val_n": int, "created_at": str, "updated_at": str,
+        },
+        pk="id",
+        foreign_keys=[("improve_id", "improve_runs", "id"), ("play_run_id", "eval_runs", "id"),
+                      ("train_run_id", "training_runs", "id"), ("eval_run_id", "eval_runs", "id")],
+    )
+    db["improve_rounds"].create_index(["improve_id", "round"], unique=True)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_sessions_and_turns", _m001_sessions),
     ("002_research_loop", _m002_research_loop),
     ("003_foreign_keys", _m003_foreign_keys),
     ("004_session_rules", _m004_session_rules),
+    ("005_improve_runs", _m005_improve_runs),
 ]
 
 
@@ -525,6 +551,43 @@ class Store:
     def put_dataset(self, row: dict[str, Any]) -> None:
         """A dataset file's row, replacing the row of the same id (the same file with the same content)."""
         self._insert("datasets", {"created_at": now(), **row}, replace=True)
+
+    # ----- improve runs (`ptom-lab improve`) and their rounds ----------------------------------------------
+    def add_improve_run(self, row: dict[str, Any]) -> None:
+        self._insert("improve_runs", {"created_at": now(), "updated_at": now(), **row})
+
+    def update_improve_run(self, run_id: str, **fields: Any) -> None:
+        self._update("improve_runs", run_id, {**fields, "updated_at": now()})
+
+    def improve_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM improve_runs ORDER BY created_at DESC LIMIT ?", [limit])
+
+    def find_improve_runs(self, key: str) -> list[dict[str, Any]]:
+        """The run with id `key`; else the newest run whose output folder is `key`; else those whose id starts
+        with it (at most two, enough to tell 'ambiguous')."""
+        rows = self._rows("SELECT * FROM improve_runs WHERE id = ?", [key])
+        if not rows:
+            rows = self._rows(
+                "SELECT * FROM improve_runs WHERE out_dir IN (?, ?) ORDER BY created_at DESC LIMIT 1",
+                [str(Path(key)), str(Path(key).resolve())],
+            )
+        return rows or self._rows("SELECT * FROM improve_runs WHERE id LIKE ? LIMIT 2", [key + "%"])
+
+    def put_improve_round(self, improve_id: str, round_: int, **fields: Any) -> None:
+        """Set fields of a round, creating its row on first use: a round is written step by step as it goes."""
+        with self.transaction():
+            exists = self.conn.execute("SELECT 1 FROM improve_rounds WHERE improve_id = ? AND round = ?",
+                                       [improve_id, round_]).fetchone()
+            if exists:
+                sets = ", ".join(f"[{c}] = ?" for c in [*fields, "updated_at"])
+                self.conn.execute(f"UPDATE improve_rounds SET {sets} WHERE improve_id = ? AND round = ?",
+                                  [*fields.values(), now(), improve_id, round_])
+            else:
+                self._insert("improve_rounds", {"improve_id": improve_id, "round": round_, **fields,
+                                                "created_at": now(), "updated_at": now()})
+
+    def improve_rounds(self, improve_id: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM improve_rounds WHERE improve_id = ? ORDER BY round", [improve_id])
 
 
 def _fts_query(text: str) -> str:

@@ -9,6 +9,9 @@ import sys
 
 from engine.cli import main
 from engine.game.scenario import DEFAULT_DIR
+from engine.llm.base import Backend, ChatResult
+from engine.players.persuaders.llm import LLMPersuader
+from engine.players.registry import register_persuader
 from engine.store import Store
 
 
@@ -125,3 +128,30 @@ def test_a_run_whose_every_episode_errors_fails_and_is_marked_errored(tmp_path, 
     err = capsys.readouterr().err
     assert "error: every episode of run nokey errored (first: OpenAI request for gpt-4o-mini failed: HTTP 401" in err
     assert Store(tmp_path / "s.db").find_eval_run("nokey")["status"] == "errored"
+
+
+class _Concluder(Backend):
+    """A model that always concludes in the full reply format."""
+
+    provider, model = "fake", "adapter-compact"
+
+    def chat(self, messages, options=None) -> ChatResult:
+        return ChatResult("REASONING: enough.\nCOUNTERFACTUAL: none\nMOVES: conclude\nMESSAGE: Please decide.", 5, 5)
+
+
+# an adapter trained on the compact format, played with reply=full (what `local:ADAPTER?reply=full` builds)
+register_persuader("test-mistrained", lambda _spec: LLMPersuader(_Concluder(), reply="full", trained_reply="compact"),
+                   "test only")
+
+
+def test_a_reply_format_the_model_was_not_trained_on_is_one_warning_and_the_run_goes_on(tmp_path, capsys):
+    db = str(tmp_path / "s.db")
+    assert main(["evaluate", "--db", db, "--model", "test-mistrained", "--num-eval", "3", "--max-turns", "1"]) == 0
+    captured = capsys.readouterr()  # the warning on stderr, with the progress bar; once, not once per episode
+    assert captured.err.count("was trained on the compact reply format but plays with reply=full") == 1
+    assert "3 played" in captured.out
+    assert main(["play", "--db", db, "--persuader", "test-mistrained", "--max-turns", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("results will suffer") == 1 and "leave out ?reply= to play the compact format" in err
+    assert LLMPersuader(_Concluder(), reply="compact", trained_reply="compact").format_warning is None
+    assert LLMPersuader(_Concluder()).format_warning is None  # a base model: nothing recorded, nothing to warn

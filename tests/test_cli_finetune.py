@@ -129,3 +129,12 @@ def test_runs_follow_offers_no_resume_into_a_folder_another_run_used(tmp_path, c
     assert main(["runs", "follow", first, "--db", db]) == 1
     out = capsys.readouterr().out
     assert "resume it" not in out and "not resumable" in out
+
+
+def test_max_train_tokens_is_a_flag_and_a_bad_value_is_one_line(tmp_path, capsys):
+    args = ["finetune", "--db", str(tmp_path / "s.db"), "--data", _chat_file(tmp_path), "--output", str(tmp_path / "m")]
+    assert main([*args, "--max-train-tokens", "0"]) == 2
+    assert "max_train_tokens must be at least 1, got 0" in capsys.readouterr().err
+    assert main([*args, "--backend", "openai", "--max-train-tokens", "1000"]) == 2
+    assert "max_train_tokens stops a local run" in capsys.readouterr().err
+    assert runs.list_runs(Store(str(tmp_path / "s.db"))) == []

@@ -72,12 +72,13 @@ class GrammarBackend(Backend):
 
     provider, model, grammar_output = "fake", "grammar", True
 
-    def __init__(self, reply: str = GOOD, broken: bool = False) -> None:
+    def __init__(self, reply: str = GOOD, broken: bool = False, fail_at: int | None = None) -> None:
         self.reply, self.broken, self.grammars, self.checked = reply, broken, [], []
+        self.fail_at = fail_at  # the check (1, 2, ...) that fails, as one scenario's grammar would
 
     def check_grammar(self, grammar: str) -> None:
         self.checked.append(grammar)
-        if self.broken:
+        if self.broken or len(self.checked) == self.fail_at:
             raise LabError("the reply grammar cannot be built: bad lexeme")
 
     def chat_grammar(self, messages, grammar, options=None, on_text=None) -> ChatResult:
@@ -104,6 +105,32 @@ def test_a_grammar_error_ends_the_game_before_any_turn(business):
     assert episode.status == "errored" and episode.turns == []
     assert episode.error == "scenario 'business_vacation': the reply grammar cannot be built: bad lexeme"
     assert backend.grammars == []
+
+
+def test_evaluation_checks_every_scenarios_grammar_before_any_game(store, capsys):
+    """One scenario whose grammar cannot be built stops the run up front: one error naming it, nothing played."""
+    from engine.cli import main
+    from engine.pipeline.evaluation import EvalConfig, evaluate, load_scenarios
+    from engine.players.registry import register_persuader
+
+    backends: list[GrammarBackend] = []
+
+    def broken_third(_spec):
+        backends.append(GrammarBackend(fail_at=3))
+        return LLMPersuader(backends[-1], structured=True)
+
+    register_persuader("test-grammar-third", broken_third, "test only")
+    third = load_scenarios("scenarios/heldout.jsonl")[2].id
+    config = EvalConfig(model="test-grammar-third", num_eval=5, condition="both")
+    with pytest.raises(LabError, match=rf"^scenario '{third}': the reply grammar cannot be built: bad lexeme$"):
+        evaluate(store, config, name="broken")
+    assert len(backends[0].checked) == 3 and backends[0].grammars == []  # checked in order, no turn decoded
+    assert store.find_eval_run("broken") is None and store.run_sessions("broken") == []
+
+    db = str(store.path)  # compare checks every model before playing the first: reveal-all plays no game either
+    assert main(["compare", "--db", db, "--models", "reveal-all", "test-grammar-third", "--num-eval", "4"]) == 2
+    assert f"scenario '{third}': the reply grammar cannot be built" in capsys.readouterr().err
+    assert store.conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0
 
 
 def test_free_text_backend_refuses_structured():

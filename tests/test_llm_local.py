@@ -148,25 +148,28 @@ def test_a_folder_that_is_not_a_model_is_refused_before_loading(tmp_path):
     with pytest.raises(LabError, match=r"is not a LoRA adapter folder: it has adapter_config.json but no weights"):
         LocalBackend(str(embedded_model_dir()), str(adapter))
 
-def test_lora_adapter_loads_with_plus_syntax(backend, tmp_path):
+def test_lora_adapter_loads_with_plus_syntax(tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
 
     from engine.llm.embedded import embedded_model_dir
     from engine.llm.specs import make_backend, parse_spec
 
-    base = backend.net
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch.float32)
+    layer = "model.layers.0.self_attn.q_proj.weight"
+    before = base.state_dict()[layer].clone()
     peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_alpha=4))
     for name, weight in peft_model.named_parameters():
         if "lora_B" in name:  # a fresh adapter is a no-op (B = 0): give it something to merge
             torch.nn.init.constant_(weight, 0.01)
     peft_model.save_pretrained(tmp_path / "adapter")
-    base = peft_model.unload()  # leave the shared model as it was
-    backend.net = base
-    tuned = make_backend(parse_spec("local", f"{embedded_model_dir()}+{tmp_path / 'adapter'}"))
-    assert tuned is not backend and not isinstance(tuned.net, PeftModel)  # merged into the weights for inference
-    layer = "model.layers.0.self_attn.q_proj.weight"
-    assert not torch.equal(tuned.net.state_dict()[layer], base.state_dict()[layer])
-    assert tuned.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
+    spec = f"{embedded_model_dir()}+{tmp_path / 'adapter'}"
+    tuned = make_backend(parse_spec("local", spec + "?dtype=float32"))
+    assert not isinstance(tuned.net, PeftModel)  # merged into the weights for inference
+    assert not torch.equal(tuned.net.state_dict()[layer], before)
+    quantised = make_backend(parse_spec("local", spec))  # the CPU default: merged, then int8
+    assert quantised.dtype == "int8" and quantised is not tuned
+    assert quantised.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
 
 
 def test_static_cache_gives_the_same_greedy_text_as_the_default_cache(backend):
@@ -190,6 +193,20 @@ def test_dtype_option_loads_bfloat16_and_rejects_unknown_names():
     assert half.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
     with pytest.raises(LabError, match="unknown dtype 'int3'"):
         LocalBackend("", dtype="int3")
+
+
+def test_cpu_default_is_int8_weights_and_float32_stays_available(backend):
+    """`auto` on a CPU quantises every Linear layer; `float32` keeps full precision; int8 is refused on a GPU."""
+    from engine.llm.local import LocalBackend, _int8_weights
+
+    assert backend.dtype == "int8"
+    linears = [m for m in backend.net.modules() if type(m).__name__ == "DynamicQuantizedLinear"]
+    assert len(linears) >= 30 * 7  # every attention and MLP projection of the 30 layers
+    full = LocalBackend("", dtype="float32")
+    assert full.dtype == "float32" and not any(type(m).__name__ == "DynamicQuantizedLinear" for m in full.net.modules())
+    assert _int8_weights("auto", "cuda") is False
+    with pytest.raises(LabError, match="CPU only"):
+        _int8_weights("int8", "cuda")
 
 
 def test_four_bit_without_cuda_falls_back_with_a_warning():

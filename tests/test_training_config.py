@@ -79,3 +79,45 @@ def test_booleans_are_read_as_written_never_guessed(tmp_path):
 def test_example_config_in_configs_loads():
     cfg = load_config("configs/finetune-smollm2.yaml")
     assert cfg.method == "sft" and cfg.output
+
+
+def test_loss_and_checkpointing_options(tmp_path):
+    from engine.pipeline.training.loop import training_kwargs
+
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("data: a.jsonl\noutput: m\nloss: full\ngradient-checkpointing: 'off'\n")
+    cfg = load_config(str(cfg_file))
+    assert (cfg.loss, cfg.gradient_checkpointing) == ("full", False)
+    default = load_config(None, {"data": "a.jsonl", "output": "m"})
+    assert (default.loss, default.gradient_checkpointing) == ("labels", True)
+    kwargs = training_kwargs(default, has_eval=False)
+    assert kwargs["activation_checkpointing"] is True
+    assert kwargs["activation_checkpointing_kwargs"] == {"use_reentrant": False}
+    assert training_kwargs(cfg, has_eval=False)["activation_checkpointing"] is False
+    with pytest.raises(LabError, match="loss must be one of labels, full, not 'reply'"):
+        load_config(None, {"data": "a.jsonl", "output": "m", "loss": "reply"})
+    cfg_file.write_text("data: a.jsonl\noutput: m\ngradient_checkpointing: sometimes\n")
+    with pytest.raises(LabError, match="'gradient_checkpointing' should be true or false, got 'sometimes'"):
+        load_config(str(cfg_file))
+
+
+def test_lora_layers_adapts_only_the_last_decoder_layers():
+    """`lora_layers: N` puts LoRA on the last N layers (every linear module of them); 0 and too many are refused."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.llm.embedded import embedded_model_dir
+    from engine.pipeline.training.loop import lora_config
+
+    cfg = load_config(None, {"data": "a.jsonl", "output": "m", "lora_layers": 3})
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch.float32)
+    adapted = get_peft_model(model, lora_config(cfg, model))
+    layers = {int(n.split(".layers.")[1].split(".")[0]) for n, p in adapted.named_parameters() if p.requires_grad}
+    assert layers == {27, 28, 29}
+    kinds = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, p in adapted.named_parameters() if p.requires_grad}
+    assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    with pytest.raises(LabError, match="only 30 decoder layers"):
+        lora_config(load_config(None, {"data": "a.jsonl", "output": "m", "lora_layers": 31}), model)
+    with pytest.raises(LabError, match="at least 1"):
+        load_config(None, {"data": "a.jsonl", "output": "m", "lora_layers": 0})

@@ -100,3 +100,74 @@ def test_each_run_gets_a_folder_of_its_own_and_a_used_one_is_refused(tmp_path):
     with pytest.raises(LabError, match=r"holds another run's files \(train.log\)"):
         runs.check_output_free(store, files)
     runs.check_output_free(store, tmp_path / "fresh")
+
+
+def _row(text: str) -> dict:
+    return {"prompt": [{"role": "user", "content": "u"}], "completion": [{"role": "assistant", "content": text}]}
+
+
+FULL = "REASONING: B is cheap.\nCOUNTERFACTUAL: none\nMOVES: disclose B.cost\nMESSAGE: B saves money."
+COMPACT = "MOVES: disclose B.cost\nMESSAGE: B saves money."
+
+
+def test_reply_format_is_read_from_the_rows_and_a_mix_is_one_warning():
+    said: list[str] = []
+    rows = [_row(FULL)] * 3 + [_row("BELIEF: cost like 0.8\n" + COMPACT), _row("I will not answer.")]
+    counts = runs.reply_format_counts(rows)
+    assert counts == {"full": 3, "compact": 1}  # BELIEF is skipped to the format's own first label; free text counts nowhere
+    assert runs.detect_reply_format(counts, said.append) == "full"
+    assert len(said) == 1 and "3 full, 1 compact" in said[0] and "recorded as full" in said[0]
+    said.clear()
+    dpo = [{"prompt": [], "chosen": [{"role": "assistant", "content": "COUNTERFACTUAL: x\n" + COMPACT}]}]
+    assert runs.detect_reply_format(runs.reply_format_counts(dpo), said.append) == "full" and said == []
+    assert runs.detect_reply_format(runs.reply_format_counts([_row("hello")])) is None
+
+
+def test_reply_format_record_round_trips_and_a_bad_one_is_named(tmp_path):
+    assert runs.read_reply_format(tmp_path) is None  # a base model: nothing recorded
+    runs.write_reply_format(tmp_path, "compact", {"full": 0, "compact": 4})
+    assert runs.read_reply_format(tmp_path) == "compact"
+    assert [p.name for p in tmp_path.iterdir()] == [runs.REPLY_FILE]  # no temporary file left behind
+    (tmp_path / runs.REPLY_FILE).write_text('{"reply_format": "terse"}')
+    with pytest.raises(LabError, match="unknown reply format 'terse'"):
+        runs.read_reply_format(tmp_path)
+    (tmp_path / runs.REPLY_FILE).write_text("{")
+    with pytest.raises(LabError, match="not a readable reply-format record"):
+        runs.read_reply_format(tmp_path)
+
+
+def test_token_budget_stops_training_once_reached():
+    from transformers import TrainerControl, TrainerState
+
+    from engine.pipeline.training.callbacks import TokenBudget
+
+    budget, state, control = TokenBudget(100), TrainerState(), TrainerControl()
+    state.num_input_tokens_seen = 99
+    budget.on_step_end(None, state, control)
+    assert not control.should_training_stop
+    state.num_input_tokens_seen = 100
+    budget.on_step_end(None, state, control)
+    assert control.should_training_stop
+
+
+def test_no_input_grads_undoes_the_embedding_hook_checkpointing_adds():
+    """With the hook off, a LoRA on the last layers only gets no gradient path through the frozen layers below."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.llm.embedded import embedded_model_dir
+    from engine.pipeline.training.callbacks import NoInputGrads
+
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], layers_to_transform=[29],
+                                             layers_pattern="layers"))
+    seen = []
+    ids = torch.tensor([[1, 2, 3]])
+    model.enable_input_require_grads()  # what the Trainer does when it turns checkpointing on under PEFT
+    model.get_input_embeddings().register_forward_hook(lambda module, args, out: seen.append(out.requires_grad))
+    model(input_ids=ids)
+    NoInputGrads().on_train_begin(None, None, None, model=model)
+    model(input_ids=ids).logits.sum().backward()
+    assert seen == [True, False]
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)

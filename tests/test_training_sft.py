@@ -135,3 +135,27 @@ def test_eval_data_rows_are_apart_from_training_steps(tmp_path, store):
     assert line.startswith("step 1/1  eval loss ") and float(line.rsplit(" ", 1)[1]) > 0
     assert result["metrics"]["last_eval_loss"] == json.loads(evals[-1]["logs_json"])["eval_loss"]
     assert result["metrics"]["last_loss"] == train[-1]["loss"]
+
+
+def test_token_budget_ends_the_run_and_the_adapter_records_its_reply_format(tmp_path, store):
+    """The rows teach the compact format (one full row mixed in: one warning); the adapter plays compact unasked."""
+    from engine.players.registry import make_persuader
+
+    rows = chat_rows(4)
+    rows[0]["messages"][-1]["content"] = "REASONING: A is cheap.\n" + rows[0]["messages"][-1]["content"]
+    said: list[str] = []
+    values = tiny(tmp_path, data=write_rows(tmp_path / "mixed.jsonl", rows), max_steps=4, max_train_tokens=1)
+    result = sft.train(load_config(None, values), store, say=said.append)
+    assert [s["step"] for s in store.training_steps(result["run_id"])] == [1]  # 4 steps asked; the budget ends it at 1
+    assert result["metrics"]["num_input_tokens_seen"] > 0
+    assert json.loads(runs.get_run(store, result["run_id"])["config_json"])["max_train_tokens"] == 1
+    assert [s for s in said if "mix reply formats" in s] == [
+        "warning: the training rows mix reply formats (1 full, 3 compact); the adapter is recorded as compact. "
+        "Train on one `prepare --reply-format` output for a clean model"]
+    out = Path(result["output"])
+    assert runs.read_reply_format(out) == "compact" and (out / "adapter_config.json").exists()
+    assert json.loads(store.db["models"].get(result["model_id"])["config_json"])["reply_format"] == "compact"
+    plain = make_persuader(f"local:{out}?max_tokens=8")
+    assert (plain.reply, plain.format_warning) == ("compact", None)
+    asked = make_persuader(f"local:{out}?reply=full&max_tokens=8")
+    assert asked.reply == "full" and "trained on the compact reply format" in asked.format_warning

@@ -11,7 +11,7 @@ from engine.errors import LabError
 from engine.game.interfaces import RULE_SETS
 from engine.game.mindgames import load_published
 from engine.game.record import Episode
-from engine.pipeline.evaluation import EvalConfig, RunResult, evaluate, load_scenarios
+from engine.pipeline.evaluation import EvalConfig, RunResult, check_run, evaluate, load_scenarios
 from engine.pipeline.leaderboard import ROW_COLUMNS, build, entries_for_runs, num, pct, rows, table, write
 from engine.players.registry import canonical, spec_list
 from engine.store import Store
@@ -79,8 +79,12 @@ def _play(store: Store, config: EvalConfig, name: str | None, concurrency: int) 
             if episode.status == "errored":
                 bar.console.print(f"[yellow]episode {episode.id} errored: {episode.error}[/yellow]")
 
+        def on_note(text: str) -> None:
+            bar.console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
         try:
-            return evaluate(store, config, name=name, concurrency=concurrency, on_start=on_start, on_episode=on_episode)
+            return evaluate(store, config, name=name, concurrency=concurrency, on_start=on_start,
+                            on_episode=on_episode, on_note=on_note)
         except KeyboardInterrupt:
             raise LabError(f"interrupted: finished episodes are saved; re-run with --name {name} to resume") from None
 
@@ -150,8 +154,10 @@ def run_compare(args: argparse.Namespace) -> int:
     store = open_store(args)
     names = list(args.runs)
     published = load_published(args.published) if args.published else None  # a bad name fails before any game
-    for spec in spec_list(args.models):  # the old comma-separated form still reads when unambiguous
-        config = _config(args, str(spec))
+    configs = [_config(args, str(spec)) for spec in spec_list(args.models)]  # the old comma form still reads
+    for config in configs:  # every model's specs and grammars before the first game of the first run
+        check_run(config)
+    for config in configs:
         name = _run_name(args.name, config.model, config)
         _play(store, config, name, args.concurrency)
         names.append(name)

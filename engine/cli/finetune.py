@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from engine.cli.common import add_json_flag, console, open_store, print_rows
+from engine.cli.improve import show_improve
+from engine.pipeline.improve import run_rows as improve_rows
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -30,10 +32,14 @@ OPTIONS: dict[str, tuple[Any, str]] = {
     "--validation-data": (str, "OpenAI backend: a validation file"),
     "--epochs": (float, "passes over the data (local default 1; OpenAI default auto)"),
     "--max-steps": (int, "stop after this many optimizer steps (overrides --epochs)"),
+    "--max-train-tokens": (int, "stop once the trainer has seen this many training tokens (non-padding): two runs "
+                                "on data of different lengths then train on equal compute"),
     "--lr": (float, "learning rate (default 2e-4)"),
     "--lora-r": (int, "LoRA rank (default 16)"),
     "--lora-alpha": (int, "LoRA alpha (default 32)"),
     "--lora-dropout": (float, "LoRA dropout (default 0.05)"),
+    "--lora-layers": (int, "LoRA on the last N decoder layers only (default: all): backward stops there, "
+                           "faster and smaller on a CPU"),
     "--batch-size": (int, "examples per device per forward pass (default 2)"),
     "--grad-accum": (int, "forward passes per optimizer step (default 2)"),
     "--max-seq-len": (int, "tokens per example, longer ones are truncated (default 1024)"),
@@ -74,9 +80,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ls.add_argument("--limit", type=int, default=20)
     add_json_flag(ls)
     ls.set_defaults(func=list_runs)
-    sh = s.add_parser("show", parents=[common], help="a run's config, metrics and logged steps")
+    sh = s.add_parser("show", parents=[common], help="a run's config, metrics and logged steps (an improve run: "
+                                                     "its rounds and success-by-round curve)")
     sh.add_argument("run", help="run id (a unique prefix will do) or output folder")
     sh.add_argument("--steps", type=int, default=20, help="how many of the last steps to print (0: all)")
+    sh.add_argument("--json", action="store_true", help="an improve run: its row and rounds as JSON")
     sh.set_defaults(func=show_run)
     fo = s.add_parser("follow", parents=[common], help="print a run's steps live until it ends (Ctrl-C stops)")
     fo.add_argument("run")
@@ -108,9 +116,9 @@ def finetune(args: argparse.Namespace) -> int:
 
         result = openai_ft.train(cfg, store, resume=args.resume, say=lambda text: console.print(text, markup=False))
     else:
-        from engine.pipeline.training import loop, preference, sft
+        from engine.pipeline.training import grpo, loop, preference, sft
 
-        trainer = sft if cfg.method == "sft" else preference
+        trainer = {"sft": sft, "grpo": grpo}.get(cfg.method, preference)  # grpo: a prompt file of games
         runs.check_output_free(store, cfg.output, resume_id)  # never a second run's log over the first's
         loop.check_environment(cfg)  # a missing GPU or package is the only line printed
         console.print(f"training {cfg.method} LoRA on {cfg.model} with {cfg.data} -> {cfg.output}")
@@ -152,6 +160,7 @@ def list_runs(args: argparse.Namespace) -> int:
         rows.append({"id": r["id"], "status": r["status"], "backend": r["backend"], "method": r["method"], "step": step,
                      "total_steps": r["total_steps"], "loss": last_loss, "base_model": r["base_model"],
                      "data": r["data_path"], "output": r["output_dir"], "created_at": r["created_at"]})
+    rows = sorted(rows + improve_rows(store, args.limit), key=lambda r: r["created_at"], reverse=True)[:args.limit]
     print_rows(args, RUN_COLUMNS, rows, _runs_table, [f"{len(rows)} run(s) in {store.path}"])
     return 0
 
@@ -200,6 +209,8 @@ def show_run(args: argparse.Namespace) -> int:
     from engine.pipeline.training import runs
 
     store = open_store(args)
+    if show_improve(store, args.run, args.json):
+        return 0
     row = runs.get_run(store, args.run)
     _print_header(row)
     console.print("config " + json.dumps(runs.run_config(row)), markup=False, highlight=False, soft_wrap=True)

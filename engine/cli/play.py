@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         scenario = replace(scenario, max_turns=args.max_turns)
     personality = resolve_personality(args.personality, random.Random(args.seed))
     persuader = make_persuader(args.persuader)
+    if getattr(persuader, "format_warning", None):  # an LLM persuader asked for a format it was not trained on
+        err_console.print(persuader.format_warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
     target = make_target(args.target)
     store = open_store(args)
     listeners = [StoreListener(store)]

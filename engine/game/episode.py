@@ -52,6 +52,19 @@ def check_disclosures(scenario: Scenario, moves: list[Move]) -> tuple[list[Move]
     return delivered, refused
 
 
+def deliver(
+    scenario: Scenario, target: Target, message: str, moves: list[Move], turn: int, rules: str = "lab"
+) -> tuple[list[Move], list[Refusal], TargetReply]:
+    """One message through the no-lying rule to the target: the moves that reached it, the lies refused, its reply.
+
+    The episode loop plays every turn with it, and GRPO's rewards (`engine.pipeline.training.grpo`) replay a
+    recorded game with it, so a replayed state is the state the game was in."""
+    delivered, refused = check_disclosures(scenario, moves)
+    if refused and rules == "mindgames":
+        return [], refused, TargetReply(REJECTED_REPLY)
+    return delivered, refused, target.respond(message, delivered, turn)
+
+
 def play(
     scenario: Scenario,
     persuader: Persuader,
@@ -97,11 +110,7 @@ def play(
             view.turn = index
             started = time.perf_counter()
             pturn = persuader.act(view)
-            delivered, refused = check_disclosures(scenario, pturn.moves)
-            if refused and rules == "mindgames":
-                delivered, reply = [], TargetReply(REJECTED_REPLY)
-            else:
-                reply = target.respond(pturn.message, delivered, index)
+            delivered, refused, reply = deliver(scenario, target, pturn.message, pturn.moves, index, rules)
             turn = Turn(
                 index=index,
                 message=pturn.message,

@@ -33,7 +33,7 @@ from engine.llm.grammar import available as grammar_available
 DEFAULT_MAX_BATCH = 16
 DEFAULT_WAIT_S = 0.02  # how long the batcher always waits for other threads' requests before generating
 MAX_WAIT_S = 0.5  # how long it waits for the company the last batch had (games that are still playing)
-DTYPES = ("auto", "float32", "bfloat16", "float16")  # the `dtype=` spec option
+DTYPES = ("auto", "int8", "float32", "bfloat16", "float16")  # the `dtype=` spec option
 
 
 @dataclass
@@ -214,7 +214,8 @@ class LocalBackend(Backend):
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype, self.device)}
+        int8 = _int8_weights(dtype, self.device)
+        kwargs: dict[str, Any] = {"dtype": torch.float32 if int8 else _torch_dtype(dtype, self.device)}
         if load_in_4bit:
             quant = _four_bit_config(self.device)
             if quant is not None:
@@ -231,6 +232,9 @@ class LocalBackend(Backend):
                 model = PeftModel.from_pretrained(model, adapter)
             if "quantization_config" not in kwargs:  # folded into the weights: the same model, less work per token
                 model = model.merge_and_unload()
+        if int8:
+            model = _quantize_int8(model)
+        self.dtype = "int8" if int8 else str(kwargs["dtype"]).removeprefix("torch.")
         self.net = model.eval()
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         # A cache allocated once per call and written in place; the default one grows by concatenation at every
@@ -398,8 +402,33 @@ def _as_set(value) -> set[int]:
     return set(value) if isinstance(value, (list, tuple, set)) else {int(value)}
 
 
+def _int8_weights(name: str, device: str) -> bool:
+    """`int8` (and `auto` on a CPU): every Linear layer's weights in int8, activations quantised on the fly.
+
+    Writing a token on a CPU is bound by reading the weights; int8 reads a quarter of float32's bytes. Measured on
+    this lab's 2-core CPU (bench/generate.py): see the README's Benchmarks. On a GPU `auto` stays bfloat16.
+    """
+    if name == "int8" and device != "cpu":
+        raise LabError("dtype=int8 (dynamic int8 quantisation) runs on the CPU only: use dtype=bfloat16 on a GPU")
+    return name == "int8" or (name == "auto" and device == "cpu")
+
+
+def _quantize_int8(model: Any) -> Any:
+    """Dynamic int8 quantisation with PyTorch's own `quantize_dynamic` (weights per tensor, activations per call).
+
+    PyTorch marks its quantised tensors deprecated in favour of torchao; on this CPU torchao's int8 path needs
+    torch.compile to be fast, which costs minutes per load, so the built-in one is used and its notice hidden.
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao\..*")
+        warnings.filterwarnings("ignore", message=".*(deprecated|torchao).*")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def _torch_dtype(name: str, device: str):
-    """`auto` is float32 on CPU, where not every processor has fast bfloat16, and bfloat16 on a GPU.
+    """`auto` is bfloat16 on a GPU (on a CPU `auto` means int8: `_int8_weights`).
 
     On a CPU with AVX512-BF16 (recent Xeon and EPYC) bfloat16 reads prompts 1.5-1.7x faster: bench/generate.py.
     """

@@ -8,7 +8,7 @@
 
 Any spec may end with options after '?', joined by '&' (the grammar is `engine.players.spec`): `belief=tracker|self`,
 `reply=full|compact` (the reply format the model was trained on) and `structured=0|1` (persuaders: replies held to
-the turn's moves by the API's JSON schema, on by default for OpenAI and Claude), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16`
+the turn's moves by the API's JSON schema, on by default for OpenAI and Claude), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=int8|float32|bfloat16|float16` (`auto`: int8 on a CPU)
 (local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
 """
 

@@ -29,6 +29,7 @@ from engine.game.scenario import Scenario, ScenarioLibrary, load_path
 from engine.game.seeding import episode_seed, personality_rng
 from engine.paths import resolve
 from engine.pipeline.metrics import summarize
+from engine.players.persuaders.llm import LLMPersuader
 from engine.players.registry import make_persuader, make_target
 from engine.players.targets.rational import resolve_personality
 from engine.store import Store, StoreListener, dumps, session_episode
@@ -102,6 +103,26 @@ def plan_episodes(config: EvalConfig, scenarios: Sequence[Scenario] | None = Non
             personality = resolve_personality(config.personality, personality_rng(seed))
             specs.extend(EpisodeSpec(scenario, c, seed, personality, repeat) for c in conditions)
     return specs
+
+
+def check_run(config: EvalConfig) -> tuple[list[EpisodeSpec], list[str]]:
+    """Everything about a run that can fail before its first game, checked once; its episodes and its notes.
+
+    The plan and both specs are checked (a bad spec fails now, not once per episode), and a model that decodes
+    under a grammar has every scenario's grammar built: one that cannot be is a LabError naming the scenario,
+    where each game would otherwise error at its start. The notes (a reply format other than the one the model
+    was trained on) are for the caller to show once, before the games.
+    """
+    specs = plan_episodes(config)
+    persuader = make_persuader(config.model)
+    make_target(config.human_agent)
+    notes: list[str] = []
+    if isinstance(persuader, LLMPersuader):
+        for scenario in {spec.scenario.id: spec.scenario for spec in specs}.values():
+            persuader.check_scenario(scenario)
+        if persuader.format_warning:
+            notes.append(persuader.format_warning)
+    return specs, notes
 
 
 def episode_id(run_id: str, key: str) -> str:
@@ -192,16 +213,19 @@ def evaluate(
     concurrency: int = 1,
     on_start: Callable[[int, int], None] | None = None,
     on_episode: Callable[[Episode], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Play (or resume) a run and store its results. `on_start(total, done)` and `on_episode` drive a progress bar.
+    """Play (or resume) a run and store its results. `on_start(total, done)` and `on_episode` drive a progress bar;
+    `on_note` gets `check_run`'s notes (warnings) before the first game.
 
     A player's failure ends only its episode (errored, reason kept); a run whose every episode errored is marked
     `errored` (with `results["first_error"]`), not finished. Ctrl-C stops the run, marks it interrupted and
     re-raises, with every finished episode already committed.
     """
-    specs = plan_episodes(config)
-    make_persuader(config.model)  # a bad spec fails now, not once per episode
-    make_target(config.human_agent)
+    specs, notes = check_run(config)  # before the run row: a run that cannot start leaves none behind
+    if on_note:
+        for note in notes:
+            on_note(note)
     run = open_run(store, name, config, len(specs))
     done = store.finished_episode_keys(run["id"])
     todo = [s for s in specs if s.key not in done]

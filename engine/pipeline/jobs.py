@@ -1,4 +1,4 @@
-"""Long work described as data: a `Job` (prepare, finetune, evaluate or generate) and the child process that runs it.
+"""Long work described as data: a `Job` (prepare, finetune, evaluate, generate or improve) and the child process that runs it.
 
 A front end (the TUI) builds a job from the engine's own settings classes (`PrepareOptions`, `TrainConfig`,
 `EvalConfig`, `GenerationPlan`) instead of an argv list for `python -m engine`, so a bad value is a `LabError` when
@@ -29,12 +29,13 @@ from engine.errors import LabError
 if TYPE_CHECKING:
     from engine.pipeline.dataprep import PrepareOptions
     from engine.pipeline.evaluation import EvalConfig
+    from engine.pipeline.improve import ImproveConfig
     from engine.pipeline.training.config import TrainConfig
     from engine.pipeline.trajectories import GenerationPlan
     from engine.store import Store
 
-Kind = Literal["prepare", "finetune", "evaluate", "generate"]
-KINDS: tuple[Kind, ...] = ("prepare", "finetune", "evaluate", "generate")
+Kind = Literal["prepare", "finetune", "evaluate", "generate", "improve"]
+KINDS: tuple[Kind, ...] = ("prepare", "finetune", "evaluate", "generate", "improve")
 Say = Callable[[str], None]
 Progress = Callable[[int, int | None], None]  # (done, total or None while not known yet)
 
@@ -53,7 +54,7 @@ class Job:
     """
 
     kind: Kind
-    settings: PrepareOptions | TrainConfig | EvalConfig | GenerationPlan
+    settings: PrepareOptions | TrainConfig | EvalConfig | GenerationPlan | ImproveConfig
     db: str
     run: str
     output: str = ""
@@ -62,7 +63,7 @@ class Job:
     def describe(self) -> str:
         """One line for a notification or a quit dialog."""
         what = {"prepare": "preparing", "finetune": "training run", "evaluate": "evaluation run",
-                "generate": "generation run"}[self.kind]
+                "generate": "generation run", "improve": "improve run"}[self.kind]
         return f"{what} {self.run}"
 
 
@@ -103,6 +104,11 @@ def generate_job(plan: GenerationPlan, output: str, db: str) -> Job:
     return Job("generate", plan, db, run=f"generate-{plan.seed}-{uuid.uuid4().hex[:8]}", output=output)
 
 
+def improve_job(config: ImproveConfig, db: str) -> Job:
+    """Rounds of `ptom-lab improve`; `run` is its folder (`ptom-lab runs show FOLDER`). A bad setting fails here."""
+    return Job("improve", config.check(), db, run=config.out)
+
+
 # ----- running a job (in the child, or in this process: tests, the Data pane) ----------------------------------------
 def run(job: Job, say: Say = print, progress: Progress = _quiet) -> dict[str, Any]:
     """Do the job here and now (the child does; so does the TUI's Data pane in a thread worker, for its bar);
@@ -136,11 +142,11 @@ def _finetune(job: Job, store: Store, say: Say, progress: Progress) -> dict[str,
         from engine.pipeline.training import openai_ft
 
         return openai_ft.train(cfg, store, say=say)
-    from engine.pipeline.training import loop, preference, sft
+    from engine.pipeline.training import grpo, loop, preference, sft
 
     loop.check_environment(cfg)
     say(f"training {cfg.method} LoRA on {cfg.model} with {cfg.data} -> {cfg.output}")
-    trainer = sft if cfg.method == "sft" else preference
+    trainer = {"sft": sft, "grpo": grpo}.get(cfg.method, preference)  # grpo: a prompt file of games
     return trainer.train(cfg, store, echo=lambda row, total: say(runs.format_step(row, total)), say=say)
 
 
@@ -183,8 +189,15 @@ def _generate(job: Job, store: Store, say: Say, progress: Progress) -> dict[str,
     return {"run_id": job.run, "written": written, "output": job.output}
 
 
+def _improve(job: Job, store: Store, say: Say, progress: Progress) -> dict[str, Any]:
+    from engine.pipeline.improve import improve
+
+    result = improve(store, job.settings, say=say, progress=lambda what, done, total: progress(done, total))
+    return {"run_id": result["run"]["id"], "rounds": len(result["rounds"]) - 1}
+
+
 _RUNNERS: dict[str, Callable[[Job, Store, Say, Progress], dict[str, Any]]] = {
-    "prepare": _prepare, "finetune": _finetune, "evaluate": _evaluate, "generate": _generate,
+    "prepare": _prepare, "finetune": _finetune, "evaluate": _evaluate, "generate": _generate, "improve": _improve,
 }
 
 

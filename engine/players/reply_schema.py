@@ -52,6 +52,7 @@ MAX_MOVES = 4  # moves a grammar-held reply may make in one turn
 MOVE_TOKENS = 8  # about the most tokens one move takes (`disclose B.bonding=-1`)
 LABEL_TOKENS = 5  # about the most tokens a section label takes (`\nCOUNTERFACTUAL: `)
 SECTION_TOKENS = {"BELIEF": 40, "REASONING": 32, "COUNTERFACTUAL": 24}  # the free-text lines before MOVES
+MESSAGE_TOKENS = 48  # the planner's messages, which trained models learn from, take at most 43 (SmolLM2's tokenizer)
 
 
 def reply_grammar(scenario: Scenario, reply: str = "full", self_belief: bool = False, max_tokens: int = 160) -> str:
@@ -59,8 +60,9 @@ def reply_grammar(scenario: Scenario, reply: str = "full", self_belief: bool = F
 
     The labelled lines come in the format's order; MOVES is `none` or up to MAX_MOVES moves from `move_choices`
     (a disclosure may also be written bare, `disclose B.cost`, as training data writes it: still the true effect).
-    The free-text lines are capped in tokens so that MOVES and a MESSAGE fit in `max_tokens`; a budget too small
-    for all of it still ends every reply with MOVES and MESSAGE lines, only shorter ones.
+    The free-text lines are capped in tokens so that MOVES and a MESSAGE fit in `max_tokens`, and the MESSAGE at
+    MESSAGE_TOKENS (a CPU writes every token of a rambling message); a budget too small for all of it still ends
+    every reply with MOVES and MESSAGE lines, only shorter ones.
     """
     sections = reply_sections(reply, self_belief)
     n_moves = max(1, min(MAX_MOVES, max_tokens // 4 // MOVE_TOKENS))
@@ -73,7 +75,7 @@ def reply_grammar(scenario: Scenario, reply: str = "full", self_belief: bool = F
             continue
         name = section.lower()
         if section == "MESSAGE":
-            cap, pattern = max(4, max_tokens - used), "/[^\\n]+/"
+            cap, pattern = max(4, min(MESSAGE_TOKENS, max_tokens - used)), "/[^\\n]+/"
         else:
             cap, pattern = min(SECTION_TOKENS[section], max_tokens // 8), "/[^\\n]*/"
             used += cap

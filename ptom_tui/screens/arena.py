@@ -355,6 +355,8 @@ class ArenaPane(ReportsFailures, Vertical):
         except LabError as exc:
             self.post_message(self.StartFailed(str(exc)))
             return "error"
+        if getattr(persuader, "format_warning", None):  # notify posts a message: safe from this worker thread
+            self.app.notify(persuader.format_warning, title="Reply format", severity="warning", timeout=15)
         if hasattr(target, "ask"):  # a human at the keyboard: the worker waits for the Input
             target.ask = self._asker(worker, target)
         if hasattr(persuader, "ask"):  # the researcher plays the persuader

@@ -4,7 +4,8 @@ Following is polling: once a second a thread worker reads `training_runs` and th
 (`engine.pipeline.training.runs`), posts them (`RunsRead`), and the pane draws the loss curve, progress, ETA, tokens/s and
 the log tail. A run started here is an `engine.pipeline.jobs` finetune job built from the engine's own `TrainConfig`, in a
 child process (its output goes to `OUTPUT/train.log`): training never shares the UI's process, goes on when the
-lab quits, and records itself in the store like any other run.
+lab quits, and records itself in the store like any other run. Improve runs (`ptom-lab improve`, started here with
+the Improve button) are listed beside them; selecting one draws its validation success by round.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, HorizontalGroup, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, RichLog, Select
 from textual_plotext import PlotextPlot
 
 from engine.errors import LabError
+from engine.pipeline.improve import DATA_MODES
 from engine.pipeline.training.config import METHODS
 from ptom_tui.messages import ReportsFailures
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from engine.pipeline.jobs import Job
 
 POLL_S = 1.0
@@ -47,8 +51,10 @@ class TrainingPane(ReportsFailures, Vertical):
         self.run_id: str | None = None
         self.auto = True  # follow the newest run until the researcher picks one
         self.steps: list[dict[str, Any]] = []
+        self.points: list[tuple[int, float]] = []  # an improve run's curve: (round, validation success %)
         self.last_step_id = 0
         self.form: dict[str, str] = {}  # the last form, offered again after a refused start
+        self.improve_form: dict[str, str] = {}  # the same for the Improve form
         self.prepared = ""  # the training file Data > Prepare wrote last: the form's data field offers it
 
     def compose(self) -> ComposeResult:
@@ -61,7 +67,9 @@ class TrainingPane(ReportsFailures, Vertical):
                 yield Label("no run selected", id="training-status")
                 yield ProgressBar(total=1, id="training-progress", show_eta=False)
                 yield RichLog(id="training-log", wrap=True, markup=False, max_lines=200, min_width=20)
-        yield Button("New run (Ctrl+T)", id="training-new", compact=True)
+        with HorizontalGroup(id="training-buttons"):
+            yield Button("New run (Ctrl+T)", id="training-new", compact=True)
+            yield Button("Improve", id="training-improve", compact=True)
 
     def on_mount(self) -> None:
         plt = self.query_one(PlotextPlot).plt
@@ -74,17 +82,23 @@ class TrainingPane(ReportsFailures, Vertical):
 
     @work(thread=True, exclusive=True, group="training-poll", exit_on_error=False)
     def read_store(self, run_id: str | None, after: int) -> None:
+        from engine.pipeline import improve
         from engine.pipeline.training import runs
 
         with self.app.worker_store() as store:
             # a run without final metrics (running, stopped) shows the loss of its latest logged step
             listing = [r if r.get("metrics_json") else {**r, "step_loss": store.latest_training_step(r["id"])[1]}
                        for r in runs.list_runs(store, 50)]
+            listing = sorted(listing + improve.run_rows(store), key=lambda r: r["created_at"], reverse=True)
+            found = improve.find_run(store, run_id) if run_id else None
             try:
-                run = runs.get_run(store, run_id) if run_id else None
+                if found:  # an improve run: its rounds are what the pane draws
+                    run = {**found, "curve": improve.curve(store, found["id"])}
+                else:
+                    run = runs.get_run(store, run_id) if run_id else None
             except LabError:  # deleted meanwhile: follow the newest again
                 run, self.auto = None, True
-            new = store.training_steps(run_id, after) if run else []
+            new = store.training_steps(run_id, after) if run and not found else []
         log_line = _log_tail(Path(run["output_dir"]) / "train.log") if run and run.get("output_dir") else ""
         self.post_message(self.RunsRead(listing, run, new, log_line))
 
@@ -115,6 +129,9 @@ class TrainingPane(ReportsFailures, Vertical):
             self.follow(newest["id"])
             return
         if run is None or run["id"] != self.run_id:
+            return
+        if "curve" in run:
+            self._show_improve(run)
             return
         total = run["total_steps"] or None
         log = self.query_one("#training-log", RichLog)
@@ -148,11 +165,38 @@ class TrainingPane(ReportsFailures, Vertical):
         plt.title(f"loss · {self.run_id}")
         plot.refresh()
 
+    def _show_improve(self, run: dict[str, Any]) -> None:
+        """An improve run: validation success by round, as a curve and as the text `ptom-lab runs show` prints."""
+        from engine.pipeline.improve import curve_lines
+
+        rounds = run["curve"]
+        trained = sum(1 for r in rounds if r["round"] > 0 and r["status"] == "finished")
+        self.query_one(ProgressBar).update(total=run["rounds"], progress=trained)
+        self.query_one("#training-status", Label).update(Text.assemble(
+            (f"{run['id']}  improve  {run['status']}\n", "bold"),
+            "validation success by round\n" + "\n".join(curve_lines(rounds, width=10)),
+            (f"\n{run['error']}" if run.get("error") else "", "red"),
+        ))
+        points = [(r["round"], 100 * r["rate"]) for r in rounds if r["rate"] is not None]
+        if points == self.points:
+            return
+        self.points = points
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        if points:
+            plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille")
+            plt.xticks([p[0] for p in points])
+        plt.ylim(0, 100)
+        plt.title(f"validation success % by round · {run['id']}")
+        plot.refresh()
+
     def follow(self, run_id: str) -> None:
         """Show `run_id` from its first step on."""
-        self.run_id, self.steps, self.last_step_id = run_id, [], 0
+        self.run_id, self.steps, self.points, self.last_step_id = run_id, [], [], 0
         self.query_one("#training-log", RichLog).clear()
-        self.query_one(PlotextPlot).plt.clear_data()
+        # a whole new figure: an improve run's curve sets its own ticks and range, which a loss curve must not keep
+        self.query_one(PlotextPlot).plt.clear_figure()
         self.poll()
 
     @on(DataTable.RowSelected, "#training-runs")
@@ -177,18 +221,27 @@ class TrainingPane(ReportsFailures, Vertical):
         if not form:
             return
         self.form = form
+        started = self._launch(form, self.job, "train.log", "Cannot train", "Ctrl+T")
+        if started:
+            job, process, log = started
+            self.form = {}
+            self.app.notify(f"Training started (pid {process.pid}): {job.settings.method} on {job.settings.data}; "
+                            f"its output goes to {log}")
+
+    def _launch(self, form: dict[str, str], make_job: Callable[[dict[str, str]], Job], log_name: str, title: str,
+                again: str) -> tuple[Job, Any, Path] | None:
+        """A form's job started in a child process (followed as soon as it is in the store), or None when its
+        settings are refused: the notice says why, and `again` reopens the form with the researcher's values."""
         try:
-            job = self.job(form)
+            job = make_job(form)
         except LabError as exc:
-            self.app.notify(f"{exc} (Ctrl+T opens the form again with your values)", title="Cannot train",
+            self.app.notify(f"{exc} ({again} opens the form again with your values)", title=title,
                             severity="error", timeout=10)
-            return
-        log = Path(job.run) / "train.log"
+            return None
+        log = Path(job.run) / log_name
         process = self.app.start_job(job, log, self)
-        self.form = {}
-        self.app.notify(f"Training started (pid {process.pid}): {job.settings.method} on {job.settings.data}; "
-                        f"its output goes to {log}")
-        self.auto = True  # follow the new run as soon as it is in the store
+        self.auto = True
+        return job, process, log
 
     def job(self, form: dict[str, str]) -> Job:
         """The form as the engine's own `TrainConfig` (validated, the YAML config file under it) and its job."""
@@ -196,18 +249,51 @@ class TrainingPane(ReportsFailures, Vertical):
         from engine.pipeline.training.config import load_config
         from engine.pipeline.training.runs import new_output_dir
 
-        def number(key: str, kind: type) -> Any:
-            try:
-                return kind(form[key]) if form.get(key) else None
-            except ValueError:
-                raise LabError(f"{key.replace('_', ' ')}: not a number: {form[key]!r}") from None
-
         overrides = {"data": form["data"], "output": form["output"] or new_output_dir(), "method": form["method"],
-                     "model": form["model"] or None, "max_steps": number("max_steps", int),
-                     "batch_size": number("batch_size", int), "max_seq_len": number("max_seq_len", int),
-                     "lr": number("lr", float)}
+                     "model": form["model"] or None, "max_steps": _number(form, "max_steps", int),
+                     "batch_size": _number(form, "batch_size", int), "max_seq_len": _number(form, "max_seq_len", int),
+                     "lr": _number(form, "lr", float)}
         config = load_config(form.get("config") or None, overrides)
         return finetune_job(config, self.app.db_path)
+
+    @on(Button.Pressed, "#training-improve")
+    def action_improve(self) -> None:
+        self.app.push_screen(ImproveForm(self.improve_form), self.start_improve)
+
+    def start_improve(self, form: dict[str, str] | None) -> None:
+        """An improve job from the form, in a child process (output in OUT/improve.log); refused settings say why
+        and keep the form's values for the next press."""
+        if not form:
+            return
+        self.improve_form = form
+        started = self._launch(form, self.improve_job, "improve.log", "Cannot improve", "Improve")
+        if started:
+            job, process, log = started
+            self.improve_form = {}
+            cfg = job.settings
+            self.app.notify(f"Improve started (pid {process.pid}): {cfg.rounds} round(s) of {cfg.data} from "
+                            f"{cfg.adapter}; its output goes to {log}")
+
+    def improve_job(self, form: dict[str, str]) -> Job:
+        """The form as the engine's own `ImproveConfig` (checked: a bad value is refused here) and its job."""
+        import time
+
+        from engine.pipeline.improve import ImproveConfig
+        from engine.pipeline.jobs import improve_job
+
+        numbers = {key: _number(form, key, int) for key in ("rounds", "games_per_scenario", "steps", "n_train", "n_val")}
+        config = ImproveConfig(out=form["out"] or f"models/improve-{time.strftime('%Y%m%d-%H%M%S')}",
+                               adapter=form["adapter"] or "embedded", data=form["data"],
+                               **{k: v for k, v in numbers.items() if v is not None})
+        return improve_job(config, self.app.db_path)
+
+
+def _number(form: dict[str, str], key: str, kind: type) -> Any:
+    """A form's number field: None when blank, a LabError naming the field when it is not a number."""
+    try:
+        return kind(form[key]) if form.get(key) else None
+    except ValueError:
+        raise LabError(f"{key.replace('_', ' ')}: not a number: {form[key]!r}") from None
 
 
 def _log_tail(path: Path) -> str:
@@ -234,6 +320,8 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
     """The settings a CPU or GPU run needs most; a YAML config file gives the rest (the form's fields win)."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    FORM_TITLE = "[b]New training run[/b] (in the background; it goes on if the lab quits)"
+    CHOICE: tuple[str, str, tuple[str, ...]] = ("method", "method", METHODS)  # id, label, options of the Select
     FIELDS = (  # id, label, placeholder, Input type
         ("data", "training file", "e.g. training_data.jsonl", "text"),
         ("output", "output folder", "blank: a new models/run-DATE-TIME", "text"),
@@ -251,18 +339,20 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         # one compact row per field, so the whole form fits an 80x24 terminal
-        if not self.values.get("data") and Path("training_data.jsonl").exists():  # what Data > Prepare wrote
-            self.values["data"] = "training_data.jsonl"
+        keys = [key for key, *_ in self.FIELDS]
+        if "data" in keys and not self.values.get("data") and Path("training_data.jsonl").exists():
+            self.values["data"] = "training_data.jsonl"  # what Data > Prepare wrote
+        choice, choice_label, options = self.CHOICE
         with Vertical(classes="dialog"):
-            yield Label("[b]New training run[/b] (in the background; it goes on if the lab quits)")
+            yield Label(self.FORM_TITLE)
             with Grid(classes="form"):
                 for key, label, placeholder, kind in self.FIELDS:
                     yield Label(label)
                     yield Input(self.values.get(key, ""), placeholder=placeholder, id=f"form-{key}", type=kind,
                                 compact=True)
-                yield Label("method")
-                yield Select([(m, m) for m in METHODS], value=self.values.get("method", METHODS[0]),
-                             allow_blank=False, id="form-method", compact=True)
+                yield Label(choice_label)
+                yield Select([(m, m) for m in options], value=self.values.get(choice, options[0]),
+                             allow_blank=False, id=f"form-{choice}", compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Start", id="form-start", variant="primary", compact=True)
                 yield Button("Cancel", id="form-cancel", compact=True)
@@ -273,5 +363,21 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
 
     @on(Button.Pressed, "#form-start")
     def start(self) -> None:
-        keys = [key for key, *_ in self.FIELDS] + ["method"]
+        keys = [key for key, *_ in self.FIELDS] + [self.CHOICE[0]]
         self.dismiss({key: str(self.query_one(f"#form-{key}").value or "").strip() for key in keys})
+
+
+class ImproveForm(NewRunForm):
+    """`ptom-lab improve` from the Training pane: the settings a run needs most (the CLI takes every one)."""
+
+    FORM_TITLE = "[b]Improve: the model learns from its own games[/b] (in the background)"
+    CHOICE = ("data", "learn from", DATA_MODES)
+    FIELDS = (
+        ("adapter", "start adapter", "blank: embedded SmolLM2 (untrained)", "text"),
+        ("out", "output folder", "blank: a new models/improve-DATE-TIME", "text"),
+        ("rounds", "rounds", "blank: 3", "integer"),
+        ("games_per_scenario", "games per scenario", "blank: 2", "integer"),
+        ("steps", "steps per round", "blank: 20", "integer"),
+        ("n_train", "training scenarios", "blank: 20 generated", "integer"),
+        ("n_val", "validation scenarios", "blank: 20 generated", "integer"),
+    )

@@ -1,7 +1,9 @@
-"""The trainer callback that puts each logged step, and the run's checkpoints, into the store.
+"""The trainer callbacks: each logged step and the run's checkpoints into the store, a token budget, input grads off.
 
-It is the one channel between a training process and everyone watching it (`ptom-lab runs follow`, the TUI):
-they poll `training_steps`. Only the main process writes, so `accelerate launch` on several GPUs records one run.
+`StoreCallback` is the one channel between a training process and everyone watching it (`ptom-lab runs follow`,
+the TUI): they poll `training_steps`. Only the main process writes, so `accelerate launch` on several GPUs records
+one run. `TokenBudget` ends a run after a fixed number of training tokens (`--max-train-tokens`), so two runs on
+data of different lengths (the full and compact reply formats) can be compared at equal compute.
 """
 
 from __future__ import annotations
@@ -64,3 +66,32 @@ class StoreCallback(TrainerCallback):
         if state.is_world_process_zero:
             checkpoint = f"{args.output_dir}/checkpoint-{state.global_step}"
             runs.update_run(self.store, self.run_id, checkpoint=checkpoint)
+
+
+class TokenBudget(TrainerCallback):
+    """Stops training at the first optimizer step after which `num_input_tokens_seen` reaches `max_tokens`.
+
+    The Trainer counts the non-padding input tokens of every micro-batch (summed over processes), so the budget
+    is the same whatever the batch size or the number of GPUs; the run overshoots by less than one step's tokens.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if (state.num_input_tokens_seen or 0) >= self.max_tokens:
+            control.should_training_stop = True
+
+
+class NoInputGrads(TrainerCallback):
+    """Undoes the embedding-output gradient the Trainer switches on with activation checkpointing under PEFT.
+
+    That hook exists for reentrant checkpointing, which needs a layer's input to require a gradient; the lab's
+    checkpointing is non-reentrant (`loop.training_kwargs`), which does not. Left on, it makes the backward pass run
+    through every decoder layer even when LoRA adapts only the last few (`lora_layers`), where it could stop at the
+    lowest adapted one: bench/train.py measures the difference.
+    """
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None and hasattr(model, "disable_input_require_grads"):
+            model.disable_input_require_grads()

@@ -15,7 +15,9 @@ from engine.errors import LabError
 from engine.jsonl import json_lines
 from engine.pipeline.dataprep import to_prompt_completion
 
-REQUIRED = {"kto": ("prompt", "completion", "label"), "dpo": ("prompt", "chosen", "rejected")}
+REQUIRED = {"kto": ("prompt", "completion", "label"), "dpo": ("prompt", "chosen", "rejected"),
+            # GRPO: a prompt and the game state its rewards rebuild (written by training/grpo.py from played games)
+            "grpo": ("prompt", "scenario", "turn", "history", "personality", "condition", "seed", "rules")}
 
 
 def read_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -47,7 +49,7 @@ def sft_row(row: dict[str, Any], where: str) -> dict[str, list[dict[str, str]]]:
 
 
 def load_rows(path: str | Path, method: str) -> list[dict[str, Any]]:
-    """All rows of a training file, checked and converted for `method` (sft, kto or dpo)."""
+    """All rows of a training file, checked and converted for `method` (sft, kto, dpo or grpo)."""
     out = []
     for number, row in read_rows(path):
         where = f"{path}:{number}"
@@ -57,6 +59,9 @@ def load_rows(path: str | Path, method: str) -> list[dict[str, Any]]:
         missing = [f for f in REQUIRED[method] if f not in row]
         if missing:
             raise LabError(f"{where}: a {method} row needs {', '.join(REQUIRED[method])}; missing {', '.join(missing)}")
+        if method == "grpo":
+            out.append({**{f: row[f] for f in REQUIRED[method]}, "prompt": _messages(row["prompt"], where, "prompt")})
+            continue
         if method == "kto":
             if not isinstance(row["label"], bool):
                 raise LabError(f"{where}: 'label' must be true or false")

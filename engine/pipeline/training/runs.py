@@ -11,13 +11,17 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from engine.errors import LabError
+from engine.files import atomic_write
+from engine.players.reply_schema import REPLY_FORMATS
 from engine.store import Store, dumps
 
 ENDED = ("finished", "failed", "interrupted")
+REPLY_FILE = "ptom_reply.json"  # beside adapter_config.json: the reply format the adapter was trained to write
 
 
 def new_run_id(name: str) -> str:
@@ -180,6 +184,63 @@ def register_model(store: Store, *, name: str, kind: str, base_model: str, path:
         "data_path": data_path, "config_json": dumps(config), "metrics_json": dumps(metrics),
     })
     return model_id
+
+
+def reply_format_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many training rows teach each reply format, read from the assistant text's first section label.
+
+    A reply opens with BELIEF (self-belief), then REASONING or COUNTERFACTUAL (`full`; data prep leaves out an empty
+    section) or MOVES (`compact`). Rows that open with neither (a raw unparseable reply kept as a KTO negative) are
+    not counted: they teach no format.
+    """
+    counts = {"full": 0, "compact": 0}
+    for row in rows:
+        messages = row.get("completion") or row.get("chosen") or []
+        text = next((m["content"] for m in reversed(messages) if m.get("role") == "assistant"), "").lstrip()
+        if text.startswith("BELIEF:"):
+            text = text.partition("\n")[2].lstrip()
+        label = text.partition(":")[0]
+        if label in ("REASONING", "COUNTERFACTUAL"):
+            counts["full"] += 1
+        elif label == "MOVES":
+            counts["compact"] += 1
+    return counts
+
+
+def detect_reply_format(counts: dict[str, int], say: Callable[[str], None] | None = None) -> str | None:
+    """The reply format `reply_format_counts` found most (None when no row shows one).
+
+    Mixed formats are almost always two `prepare` outputs concatenated by mistake: `say` gets one warning with the
+    counts, and the adapter is recorded with the majority format.
+    """
+    if not any(counts.values()):
+        return None
+    reply = max(counts, key=lambda k: counts[k])
+    if all(counts.values()) and say is not None:
+        say(f"warning: the training rows mix reply formats ({counts['full']} full, {counts['compact']} compact); "
+            f"the adapter is recorded as {reply}. Train on one `prepare --reply-format` output for a clean model")
+    return reply
+
+
+def write_reply_format(folder: str | Path, reply: str, counts: dict[str, int]) -> None:
+    """Record the adapter's reply format next to its adapter_config.json, so play uses it without `?reply=`."""
+    with atomic_write(Path(folder) / REPLY_FILE) as fh:
+        json.dump({"reply_format": reply, "rows": counts}, fh, indent=2)
+        fh.write("\n")
+
+
+def read_reply_format(folder: str | Path) -> str | None:
+    """The reply format recorded in an adapter folder, or None for a model without a record (a base model)."""
+    path = Path(folder) / REPLY_FILE
+    if not path.is_file():
+        return None
+    try:
+        reply = json.loads(path.read_text(encoding="utf-8")).get("reply_format")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise LabError(f"{path}: not a readable reply-format record ({exc}); delete it to play without one") from None
+    if reply not in REPLY_FORMATS:
+        raise LabError(f"{path}: unknown reply format {reply!r} (known: {', '.join(REPLY_FORMATS)})")
+    return reply
 
 
 def duration(seconds: float | None) -> str:

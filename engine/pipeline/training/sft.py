@@ -15,9 +15,20 @@ from engine.store import Store
 
 
 def trainer_parts(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """trl's SFTConfig, the trainer for `cfg.loss`, and the SFT arguments.
+
+    `loss: labels` (the default) projects only the reply's positions onto the vocabulary (`label_loss`);
+    `loss: full` is trl's own trainer as it is, kept as the comparison that `bench/train.py` measures.
+    """
     from trl import SFTConfig, SFTTrainer
 
-    return SFTConfig, SFTTrainer, {"packing": cfg.packing, "completion_only_loss": True}
+    if cfg.loss == "labels":
+        from engine.pipeline.training.label_loss import LabelLossSFTTrainer
+
+        trainer = LabelLossSFTTrainer
+    else:
+        trainer = SFTTrainer
+    return SFTConfig, trainer, {"packing": cfg.packing, "completion_only_loss": True}
 
 
 def train(cfg: TrainConfig, store: Store, *, resume: str | None = None,

@@ -10,7 +10,9 @@ Structured output (`?structured=1`, the default for OpenAI, Claude and local mod
 a JSON schema built for the turn (`engine.players.reply_schema`: the lab's moves, the scenario's ids, only true
 disclosures), read back into the free-text reply so both paths parse alike; a local model decodes its free-text
 reply under a grammar with the same moves (`engine.llm.grammar`), so its MOVES line always parses. The reply
-format (`?reply=full|compact`) must be the one the model was trained on (`prepare --reply-format`).
+format (`?reply=full|compact`) must be the one the model was trained on (`prepare --reply-format`): an adapter made
+by `ptom-lab finetune` records it (`ptom_reply.json`), plays it without `?reply=`, and a `?reply=` that differs
+gets one warning (`format_warning`) from whoever starts the games.
 
 Belief state (`?belief=` in the spec):
 - `tracker` (default): the engine's Bayesian `BeliefTracker` follows the target's replies; its belief goes in
@@ -48,6 +50,7 @@ class LLMPersuader(Persuader):
         name: str | None = None,
         reply: str = "full",
         structured: bool = False,
+        trained_reply: str | None = None,
     ) -> None:
         if belief not in BELIEF_MODES:
             raise LabError(f"unknown belief mode '{belief}' (known: {', '.join(BELIEF_MODES)})")
@@ -58,6 +61,7 @@ class LLMPersuader(Persuader):
         self.belief_mode = belief
         self.options = options
         self.reply = reply
+        self.trained_reply = trained_reply  # the format the adapter was trained on, where it recorded one
         self.structured = structured
         self.grammar = structured and not backend.structured_output  # decoded here, under a grammar
         marks = [text for text, on in (("belief=self", belief == "self"), ("reply=compact", reply == "compact")) if on]
@@ -66,14 +70,31 @@ class LLMPersuader(Persuader):
         self.tracker = None
         self._seen = 0
 
+    @property
+    def format_warning(self) -> str | None:
+        """One line when the reply format asked for is not the one the model was trained on, else None."""
+        if self.trained_reply is None or self.trained_reply == self.reply:
+            return None
+        return (f"warning: {self.backend.describe()} was trained on the {self.trained_reply} reply format but plays "
+                f"with reply={self.reply}: its replies will parse worse and its results will suffer "
+                f"(leave out ?reply= to play the {self.trained_reply} format)")
+
+    def check_scenario(self, scenario: Scenario) -> None:
+        """A LabError naming the scenario when its reply grammar cannot be built for this model (nothing otherwise).
+
+        `start` calls it for each game; an evaluation calls it for every scenario before its first game, so a
+        broken grammar is one error up front rather than one errored episode per game."""
+        if not self.grammar:
+            return
+        try:
+            self.backend.check_grammar(self._grammar(scenario))
+        except LabError as exc:
+            raise LabError(f"scenario '{scenario.id}': {exc}") from None
+
     def start(self, view: PersuaderView, seed: int) -> None:
         self._seen = 0
         self.tracker = None
-        if self.grammar:  # a grammar that cannot be built is named now, not at the first turn
-            try:
-                self.backend.check_grammar(self._grammar(view))
-            except LabError as exc:
-                raise LabError(f"scenario '{view.scenario.id}': {exc}") from None
+        self.check_scenario(view.scenario)  # a grammar that cannot be built is named now, not at the first turn
         if self.belief_mode == "tracker":
             from engine.players.belief import BeliefTracker
 
@@ -83,7 +104,7 @@ class LLMPersuader(Persuader):
         """The model's answer and its reply text (a structured answer read back into the free-text format)."""
         self_belief = self.belief_mode == "self"
         if self.grammar:
-            result = self.backend.chat_grammar(messages, self._grammar(view), self.options, self.on_text)
+            result = self.backend.chat_grammar(messages, self._grammar(view.scenario), self.options, self.on_text)
             return result, result.text
         if self.structured:
             schema = reply_schema(view.scenario, self.reply, self_belief)
@@ -98,8 +119,8 @@ class LLMPersuader(Persuader):
             result = self.backend.chat(messages, self.options)
         return result, result.text
 
-    def _grammar(self, view: PersuaderView) -> str:
-        return reply_grammar(view.scenario, self.reply, self.belief_mode == "self", self.options.max_tokens)
+    def _grammar(self, scenario: Scenario) -> str:
+        return reply_grammar(scenario, self.reply, self.belief_mode == "self", self.options.max_tokens)
 
     def act(self, view: PersuaderView) -> PersuaderTurn:
         belief: dict[str, Any] | None = None
@@ -220,7 +241,8 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     from engine.llm.specs import SETTINGS, make_backend, model_spec
 
     model = model_spec(spec)
-    reply = model.options.get("reply", "full")
+    trained = trained_reply_format(model.model, model.adapter) if model.provider == "local" else None
+    reply = model.options.get("reply") or trained or "full"
     reply_sections(reply)  # a bad reply format is named before a model loads
     asked = model.options.get("structured")
     structured = _flag(asked, default=model.provider in ("openai", "anthropic", "local"))
@@ -234,7 +256,18 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     defaults = LOCAL_OPTIONS if model.provider == "local" else DEFAULT_OPTIONS
     name = str(spec.without(*SETTINGS)) if resolve(spec.kind) else None  # an alias plays under its own name
     belief = model.options.get("belief", "tracker")
-    return LLMPersuader(backend, belief, model.generation(defaults), name, reply=reply, structured=structured)
+    return LLMPersuader(backend, belief, model.generation(defaults), name, reply=reply, structured=structured,
+                        trained_reply=trained)
+
+
+def trained_reply_format(path: str, adapter: str | None) -> str | None:
+    """The reply format `finetune` recorded for a local model: in its `+ADAPTER` folder, or in the folder itself
+    when that is an adapter; None for a base model (nothing recorded)."""
+    from engine.llm.embedded import EMBEDDED_ALIASES
+    from engine.pipeline.training.runs import read_reply_format
+
+    folder = adapter or (None if path in EMBEDDED_ALIASES else path)
+    return read_reply_format(folder) if folder else None
 
 
 def _flag(value: str | None, default: bool) -> bool:
