@@ -172,7 +172,10 @@ def test_lora_adapter_loads_with_plus_syntax(tmp_path):
     assert quantised.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
 
 
-def test_static_cache_gives_the_same_greedy_text_as_the_default_cache(backend):
+def test_static_cache_gives_the_same_greedy_text_as_the_default_cache():
+    """In float32: int8 weights quantise each call's activations with one scale for the whole batch, so a row's
+    text may change with the rows beside it and with padding (the README says so)."""
+    backend = shared_backend("", dtype="float32")
     assert backend.static_cache  # SmolLM2 (Llama) supports it, so generation uses it
     options = GenerationOptions(max_tokens=16, temperature=0.0)
     static = [r.text for r in backend.chat_batch([HI, LONG], options)]  # left-padded: rows of unequal length
@@ -200,10 +203,11 @@ def test_cpu_default_is_int8_weights_and_float32_stays_available(backend):
     from engine.llm.local import LocalBackend, _int8_weights
 
     assert backend.dtype == "int8"
-    linears = [m for m in backend.net.modules() if type(m).__name__ == "DynamicQuantizedLinear"]
+    quantised = torch.ao.nn.quantized.dynamic.Linear
+    linears = [m for m in backend.net.modules() if isinstance(m, quantised)]
     assert len(linears) >= 30 * 7  # every attention and MLP projection of the 30 layers
     full = LocalBackend("", dtype="float32")
-    assert full.dtype == "float32" and not any(type(m).__name__ == "DynamicQuantizedLinear" for m in full.net.modules())
+    assert full.dtype == "float32" and not any(isinstance(m, quantised) for m in full.net.modules())
     assert _int8_weights("auto", "cuda") is False
     with pytest.raises(LabError, match="CPU only"):
         _int8_weights("int8", "cuda")
