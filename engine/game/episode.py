@@ -20,12 +20,12 @@ from engine.game.interfaces import (
     CONDITIONS,
     RULE_SETS,
     Exchange,
-    HiddenState,
     Persuader,
     PersuaderView,
     Target,
     TargetReply,
     persuader_side,
+    revealed_state,
 )
 from engine.game.mindgames import REJECTED_REPLY
 from engine.game.moves import Move
@@ -59,10 +59,23 @@ def deliver(
 
     The episode loop plays every turn with it, and GRPO's rewards (`engine.pipeline.training.grpo`) replay a
     recorded game with it, so a replayed state is the state the game was in."""
-    delivered, refused = check_disclosures(scenario, moves)
+    delivered, refused = delivered_moves(scenario, moves, rules)
     if refused and rules == "mindgames":
-        return [], refused, TargetReply(REJECTED_REPLY)
+        return delivered, refused, TargetReply(REJECTED_REPLY)
     return delivered, refused, target.respond(message, delivered, turn)
+
+
+def delivered_moves(scenario: Scenario, moves: list[Move], rules: str = "lab") -> tuple[list[Move], list[Refusal]]:
+    """The no-lying rule under `rules`: the moves that reach the target and the lies refused. Under MindGames'
+    protocol a lie rejects its whole message, so nothing reaches the target. Also what a recorded turn delivered."""
+    delivered, refused = check_disclosures(scenario, moves)
+    return ([] if refused and rules == "mindgames" else delivered), refused
+
+
+def ends_game(delivered: list[Move], rules: str = "lab") -> bool:
+    """Whether a delivered message ends the game early: a `conclude` does under the lab's rules; MindGames plays
+    every message."""
+    return rules == "lab" and any(m.kind == "conclude" for m in delivered)
 
 
 def play(
@@ -95,10 +108,7 @@ def play(
         kind=kind,
         meta=dict(meta or {}),
     )
-    revealed = (
-        HiddenState(dict(scenario.preferences), scenario.target_knows, personality) if condition == "revealed" else None
-    )
-    view = PersuaderView(persuader_side(scenario), condition, 1, [], revealed)
+    view = PersuaderView(persuader_side(scenario), condition, 1, [], revealed_state(scenario, condition, personality))
     for listener in listeners:
         listener.on_start(episode)
     try:
@@ -133,7 +143,7 @@ def play(
             view.history.append(Exchange(turn.message, delivered, reply.text, reply.statements, refused))
             for listener in listeners:
                 listener.on_turn(episode, turn)
-            if rules == "lab" and any(m.kind == "conclude" for m in delivered):
+            if ends_game(delivered, rules):
                 concluded = True
                 break
         choice, words = target.choose()

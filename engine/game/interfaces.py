@@ -81,6 +81,13 @@ class HiddenState:
     personality: str | None = None  # the rule-based target's personality, when the persuader may know it
 
 
+def revealed_state(scenario: Scenario, condition: str, personality: str | None = None) -> HiddenState | None:
+    """What the persuader is told of the target: its side of the scenario in *revealed*, nothing in *hidden*."""
+    if condition != "revealed":
+        return None
+    return HiddenState(dict(scenario.preferences), scenario.target_knows, personality)
+
+
 @dataclass
 class Exchange:
     """One finished turn as the persuader may see it: what it said and what came back."""

@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 from engine.errors import LabError
 from engine.files import atomic_write
 from engine.game.generator import signature
-from engine.game.interfaces import HiddenState, persuader_side
+from engine.game.interfaces import persuader_side, revealed_state
 from engine.game.scenario import Scenario, load_file
 from engine.pipeline.metrics import outcome_counts
 from engine.players.prompts import assistant_text, history_from_turns, persuader_messages
@@ -113,7 +113,7 @@ def turn_examples(
     scenario, sig = (cache or ScenarioCache()).get(traj.scenario)
     side = persuader_side(scenario)
     condition = traj.condition
-    revealed = HiddenState(dict(scenario.preferences), scenario.target_knows) if condition == "revealed" else None
+    revealed = revealed_state(scenario, condition)
     success = bool(traj.outcome and traj.outcome.success)
     turns = traj.turns
     out = []

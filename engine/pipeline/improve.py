@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import LabError
 from engine.files import atomic_write
-from engine.game.interfaces import Exchange, HiddenState, PersuaderView, persuader_side
+from engine.game.interfaces import Exchange, PersuaderView, persuader_side, revealed_state
 from engine.store import Store, dumps
 
 if TYPE_CHECKING:  # data prep is imported when a round builds its data, not by every `ptom-lab` start
@@ -180,15 +180,13 @@ def planner_replies(episode: Episode, reply: str) -> list[str]:
     The planner starts as it would have in this game (same scenario side, condition and seed) and, turn by turn,
     folds in what was actually said and answered (lies refused as the loop refused them), then says what it would
     do there. Its reply is written from its own move, belief and counterfactual, as its trajectories are."""
-    from engine.game.episode import check_disclosures
+    from engine.game.episode import delivered_moves
     from engine.game.record import Turn
     from engine.players.persuaders.planner import Planner
     from engine.players.prompts import assistant_text
 
     scenario = episode.scenario
-    revealed = None
-    if episode.condition == "revealed":
-        revealed = HiddenState(dict(scenario.preferences), scenario.target_knows, episode.target.personality)
+    revealed = revealed_state(scenario, episode.condition, episode.target.personality)
     view = PersuaderView(persuader_side(scenario), episode.condition, 1, [], revealed)
     planner = Planner()
     planner.start(view, episode.target.seed)
@@ -200,9 +198,7 @@ def planner_replies(episode: Episode, reply: str) -> list[str]:
                                      "belief": move.belief, "counterfactual": move.counterfactual,
                                      "target_reply": ""})
         out.append(assistant_text(label, reply=reply))
-        delivered, _ = check_disclosures(scenario, turn.moves)
-        if turn.refused and episode.rules == "mindgames":  # a lie rejects its whole message there
-            delivered = []
+        delivered, _ = delivered_moves(scenario, turn.moves, episode.rules)
         view.history.append(Exchange(turn.message, delivered, turn.target_reply, list(turn.statements),
                                      list(turn.refused)))
     return out

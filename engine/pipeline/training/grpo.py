@@ -31,8 +31,8 @@ from typing import Any
 
 from engine.errors import LabError
 from engine.files import atomic_write
-from engine.game.episode import deliver
-from engine.game.interfaces import Exchange, HiddenState, persuader_side
+from engine.game.episode import deliver, ends_game
+from engine.game.interfaces import Exchange, persuader_side, revealed_state
 from engine.game.moves import parse_move, parse_reply
 from engine.game.record import Episode
 from engine.game.scenario import Scenario
@@ -122,12 +122,11 @@ def score_move(text: str, *, scenario: str, turn: int, history: str, personality
     moves = parsed.moves if parsed.ok else []  # as in play: an unreadable reply reaches the target as words only
     delivered, refused, answer = deliver(game, target, parsed.message or text, moves, turn, rules)
     exchanges.append(Exchange(parsed.message or text, delivered, answer.text, answer.statements, refused))
-    revealed = HiddenState(dict(game.preferences), game.target_knows, personality) if condition == "revealed" else None
-    tracker = BeliefTracker(side, condition, revealed)
+    tracker = BeliefTracker(side, condition, revealed_state(game, condition, personality))
     tracker.observe_all(exchanges)
     p_goal = float(tracker.choice_probs()[tracker.goal])
     dense = p_goal - LIE_PENALTY * len(refused) if parsed.ok else PARSE_FAILURE
-    ends = turn >= game.max_turns or (rules == "lab" and any(m.kind == "conclude" for m in delivered))
+    ends = turn >= game.max_turns or ends_game(delivered, rules)
     outcome = float(target.choose()[0] == game.goal) if ends else None
     return MoveScore(dense, outcome)
 
