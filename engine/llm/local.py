@@ -405,8 +405,9 @@ def _as_set(value) -> set[int]:
 def _int8_weights(name: str, device: str) -> bool:
     """`int8` (and `auto` on a CPU): every Linear layer's weights in int8, activations quantised on the fly.
 
-    Writing a token on a CPU is bound by reading the weights; int8 reads a quarter of float32's bytes. Measured on
-    this lab's 2-core CPU (bench/generate.py): see the README's Benchmarks. On a GPU `auto` stays bfloat16.
+    Writing a token on a CPU is bound by reading the weights; int8 reads a quarter of float32's bytes. On this lab's
+    2-core CPU bench/generate.py found it faster batched and prompt-reading, slower one game at a time (the README's
+    Benchmarks). On a GPU `auto` stays bfloat16.
     """
     if name == "int8" and device != "cpu":
         raise LabError("dtype=int8 (dynamic int8 quantisation) runs on the CPU only: use dtype=bfloat16 on a GPU")

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from engine.pipeline.jobs import Job
 
 POLL_S = 1.0
+# plotext's default colour is its next one in a cycle, so a curve drawn twice changed colour (and the snapshot)
+LINE_COLOR = "blue"
 
 
 class TrainingPane(ReportsFailures, Vertical):
@@ -161,7 +163,7 @@ class TrainingPane(ReportsFailures, Vertical):
         plt.clear_data()
         points = [(r["step"], r["loss"]) for r in self.steps if r["loss"] is not None and r["step"] is not None]
         if points:
-            plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille")
+            plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", color=LINE_COLOR)
         plt.title(f"loss · {self.run_id}")
         plot.refresh()
 
@@ -185,7 +187,7 @@ class TrainingPane(ReportsFailures, Vertical):
         plt = plot.plt
         plt.clear_data()
         if points:
-            plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille")
+            plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", color=LINE_COLOR)
             plt.xticks([p[0] for p in points])
         plt.ylim(0, 100)
         plt.title(f"validation success % by round · {run['id']}")
