@@ -4,7 +4,7 @@ trained adapter over the whole held-out set.
 Aims (issue 7): 100 episodes planner vs rational in under 5 seconds, every episode logged to a fresh store;
 the local model's episodes per minute at --concurrency 8 at least 3x those at --concurrency 1 (the batcher in
 engine/llm/local.py answers the concurrent episodes' requests in one generate call). Issue 15: `--adapter PATH`
-plays that adapter (its recorded reply format, greedy, the CPU default int8 weights) on `--adapter-episodes`
+plays that adapter (its recorded reply format, greedy, float32 weights: the CPU default) on `--adapter-episodes`
 held-out scenarios, personality mix, at --concurrency 8: all 100 in under 15 minutes.
 Run: .venv/bin/python bench/evaluate.py [--episodes 100] [--local-episodes 8] [--local-turns 2] [--skip-local]
      [--adapter models/ptom-smollm2 [--adapter-episodes 100]]

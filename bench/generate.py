@@ -2,9 +2,9 @@
 
 Aims (issue 5): batch 8 at least 3x the throughput of batch 1; a cached load under 5 s. Issue 15: an Arena turn
 of the embedded model under 5 s.
-- Arena turn: what a user waits for in the Arena, one persuader turn of `local?reply=compact` (the reply decoded
-  under the turn's grammar) against the rational target, at turns 1-3 of three held-out games; each `--dtype`
-  listed in `--arena-dtypes` is a fresh backend;
+- Arena turn: what a user waits for in the Arena, one persuader turn of `local?reply=compact` and of
+  `local?reply=moves` (the reply decoded under the turn's grammar; `--arena-replies`) against the rational target,
+  at turns 1-3 of three held-out games; each dtype listed in `--arena-dtypes` is a fresh backend;
 - cold load: a new process with PTOM_CACHE pointing at an empty temp folder, so the GGUF is converted first;
 - cached load: a new process reading the converted folder (the default cache);
 - throughput: real persuader prompts (the shared prompt builder on held-out scenarios), greedy, fixed length;
@@ -70,8 +70,9 @@ def prompts(n: int, turn: int = 1, verbose: int = 1) -> list[list[dict[str, str]
     return out
 
 
-def arena_turns(dtype: str, games: int = 3, turns: int = 3) -> None:
-    """Seconds per persuader turn of the embedded model (compact reply, grammar) in real games, as the Arena plays."""
+def arena_turns(dtype: str, reply: str, games: int = 3, turns: int = 3) -> None:
+    """Seconds per persuader turn of the embedded model (reply format `reply`, grammar) in real games, as the Arena
+    plays."""
     import dataclasses
     import statistics
 
@@ -79,7 +80,7 @@ def arena_turns(dtype: str, games: int = 3, turns: int = 3) -> None:
     from engine.game.scenario import load_file
     from engine.players.registry import make_persuader, make_target
 
-    spec = f"local?reply=compact&temperature=0&dtype={dtype}"
+    spec = f"local?reply={reply}&temperature=0&dtype={dtype}"
     make_persuader(spec)  # the first player loads the shared model, outside the timings
     seconds, tokens, parsed = [], [], 0
     for i, scenario in enumerate(load_file(HELDOUT)[:games]):
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--verbose", type=int, default=1, help="repeat each past message N times (longer prompts)")
     parser.add_argument("--dynamic-cache", action="store_true", help="generate with the default (dynamic) KV cache")
     parser.add_argument("--arena-dtypes", default="int8,float32", help="dtypes for the Arena turn ('' to skip)")
+    parser.add_argument("--arena-replies", default="compact,moves", help="reply formats for the Arena turn")
     args = parser.parse_args()
 
     if not args.skip_cold:
@@ -115,8 +117,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    for dtype in filter(None, args.arena_dtypes.split(",")):
-        arena_turns(dtype)
+    for reply in filter(None, args.arena_replies.split(",")):
+        for dtype in filter(None, args.arena_dtypes.split(",")):
+            arena_turns(dtype, reply)
 
     from engine.llm.base import GenerationOptions
     from engine.llm.local import LocalBackend

@@ -331,5 +331,9 @@ def test_compact_reply_format_matches_play_and_is_recorded(tmp_path, src, busine
     prepared = prepare(PrepareOptions(str(src), str(tmp_path / "c.jsonl"), "chatml", reply_format="compact"))
     assert prepared.summary["reply_format"] == "compact"
     assert all("REASONING:" not in r["messages"][-1]["content"] for r in read(tmp_path / "c.jsonl"))
+    moves = turn_examples(ep, reply="moves")[0]  # MOVES alone; the prompt asks for nothing else
+    assert moves.completion["content"] == compact.completion["content"].partition("\n")[0]
+    assert "Reply with MOVES. MOVES: any of" in moves.prompt[0]["content"]
+    assert parse_reply(moves.completion["content"], with_message=False).ok
     with pytest.raises(LabError, match="unknown reply format 'terse'"):
         prepare(PrepareOptions(str(src), str(tmp_path / "t.jsonl"), "chatml", reply_format="terse"))

@@ -48,6 +48,9 @@ def test_grammar_allows_only_the_scenarios_true_moves(compiler, business):
     assert not accepts(compiler, grammar, GOOD.replace("MESSAGE", "MSG"))  # the sections are the format's
     compact = reply_grammar(business, "compact")
     assert accepts(compiler, compact, "MOVES: none\nMESSAGE: Hello.") and not accepts(compiler, compact, GOOD)
+    moves = reply_grammar(business, "moves")  # MOVES alone: the player renders the message
+    assert accepts(compiler, moves, "MOVES: disclose B.cost; ask_choice")
+    assert not accepts(compiler, moves, "MOVES: none\nMESSAGE: Hello.")
 
 
 def test_logits_mask_each_row_by_its_own_grammar(compiler, business):
@@ -96,6 +99,38 @@ def test_persuader_decodes_under_the_turns_grammar(business):
     turn = episode.turns[0]
     assert turn.parse_ok and [m.text() for m in turn.moves] == ["disclose B.cost", "ask_choice"]
     assert backend.checked == backend.grammars == [reply_grammar(business, max_tokens=120)]
+
+
+def test_the_grammar_leaves_out_what_the_target_has_answered_for_good(compiler, business):
+    """`fresh` (the default): a stated preference is not asked again, a fact taken in is not disclosed again."""
+    reply = "MOVES: ask_preference cost; disclose B.cost; ask_choice\nMESSAGE: B saves money."
+    backend = GrammarBackend(reply)
+    options = GenerationOptions(max_tokens=160)
+    play(replace(business, max_turns=2), LLMPersuader(backend, options=options, structured=True), RationalTarget())
+    first, second = backend.grammars
+    assert first == reply_grammar(business, max_tokens=160)
+    assert second == reply_grammar(business, max_tokens=160, spent={"ask_preference cost", "disclose B.cost",
+                                                                    "ask_knowledge B.cost"})
+    assert accepts(compiler, first, reply.replace("MOVES", "REASONING: x\nCOUNTERFACTUAL: y\nMOVES"))
+    for spent in ("ask_preference cost", "disclose B.cost", "disclose B.cost=-1", "ask_knowledge B.cost"):
+        assert not accepts(compiler, second, f"REASONING: x\nCOUNTERFACTUAL: y\nMOVES: {spent}\nMESSAGE: m"), spent
+    assert accepts(compiler, second, "REASONING: x\nCOUNTERFACTUAL: y\nMOVES: disclose A.cost; ask_choice\nMESSAGE: m")
+    backend = GrammarBackend(reply)  # fresh=0: every turn may make every move
+    play(replace(business, max_turns=2), LLMPersuader(backend, options=options, structured=True, fresh=False),
+         RationalTarget())
+    assert backend.grammars == [first, first]
+
+
+def test_spent_moves_come_from_what_the_target_said():
+    from engine.game.interfaces import Exchange, Statement
+    from engine.players.reply_schema import spent_moves
+
+    said = [Statement("preference", "cost", -1), Statement("declined", "bonding"), Statement("knows", "A.cost", 0),
+            Statement("knows", "B.fun", 1), Statement("accepted", "C.cost", 1), Statement("accepted", "A.fun", 0),
+            Statement("choice", "B")]
+    assert spent_moves([Exchange("m", [], "r", said, [])]) == {
+        "ask_preference cost", "ask_knowledge A.cost", "ask_knowledge B.fun", "disclose B.fun",
+        "ask_knowledge C.cost", "disclose C.cost"}  # a decline and a doubt stay open; so does ask_choice
 
 
 def test_a_grammar_error_ends_the_game_before_any_turn(business):

@@ -167,7 +167,7 @@ def test_lora_adapter_loads_with_plus_syntax(tmp_path):
     tuned = make_backend(parse_spec("local", spec + "?dtype=float32"))
     assert not isinstance(tuned.net, PeftModel)  # merged into the weights for inference
     assert not torch.equal(tuned.net.state_dict()[layer], before)
-    quantised = make_backend(parse_spec("local", spec))  # the CPU default: merged, then int8
+    quantised = make_backend(parse_spec("local", spec + "?dtype=int8"))  # merged, then int8
     assert quantised.dtype == "int8" and quantised is not tuned
     assert quantised.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
 
@@ -198,17 +198,17 @@ def test_dtype_option_loads_bfloat16_and_rejects_unknown_names():
         LocalBackend("", dtype="int3")
 
 
-def test_cpu_default_is_int8_weights_and_float32_stays_available(backend):
-    """`auto` on a CPU quantises every Linear layer; `float32` keeps full precision; int8 is refused on a GPU."""
+def test_cpu_default_is_float32_and_int8_is_asked_by_name(backend):
+    """`auto` on a CPU keeps full precision (int8 loses a small model's training); `int8` quantises every Linear
+    layer; int8 is refused on a GPU."""
     from engine.llm.local import LocalBackend, _int8_weights
 
-    assert backend.dtype == "int8"
     quantised = torch.ao.nn.quantized.dynamic.Linear
-    linears = [m for m in backend.net.modules() if isinstance(m, quantised)]
-    assert len(linears) >= 30 * 7  # every attention and MLP projection of the 30 layers
-    full = LocalBackend("", dtype="float32")
-    assert full.dtype == "float32" and not any(isinstance(m, quantised) for m in full.net.modules())
-    assert _int8_weights("auto", "cuda") is False
+    assert backend.dtype == "float32" and not any(isinstance(m, quantised) for m in backend.net.modules())
+    small = LocalBackend("", dtype="int8")
+    linears = [m for m in small.net.modules() if isinstance(m, quantised)]
+    assert small.dtype == "int8" and len(linears) >= 30 * 7  # every attention and MLP projection of the 30 layers
+    assert _int8_weights("auto", "cpu") is False and _int8_weights("auto", "cuda") is False
     with pytest.raises(LabError, match="CPU only"):
         _int8_weights("int8", "cuda")
 

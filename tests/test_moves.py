@@ -45,6 +45,18 @@ def test_reply_round_trip(business):
     assert reply.reasoning == "cost matters"
 
 
+def test_moves_format_has_no_message(business):
+    """The `moves` reply format: MOVES alone reads back; without MOVES the reply says so."""
+    moves = parse_moves("disclose A.cost=-1; ask_choice", business)
+    text = format_reply(None, moves)
+    assert text == "MOVES: disclose A.cost=-1; ask_choice"
+    reply = parse_reply(text, business, with_message=False)
+    assert reply.ok and reply.moves == moves and reply.message == ""
+    assert not parse_reply(text, business).ok  # a format with a MESSAGE still needs one
+    bad = parse_reply("I think A is best.", business, with_message=False)
+    assert not bad.ok and bad.error == "no MOVES section"
+
+
 def test_unlabelled_text_is_a_message_without_moves():
     reply = parse_reply("Lisbon is lovely in spring.")
     assert reply.ok and reply.moves == [] and reply.message.startswith("Lisbon")

@@ -218,8 +218,33 @@ def test_compact_reply_format_in_prompt_schema_and_name(api, business):
     assert episode.persuader.name == "openai:gpt-4o?reply=compact"
 
 
+def test_moves_reply_format_renders_the_message_from_the_moves(api, business):
+    """`?reply=moves`: the model writes only MOVES; the message says exactly those moves, in the planner's words."""
+    api.responder = scripted(json.dumps({"moves": ["disclose B.cost", "ask_choice"]}))
+    persuader = make_persuader("openai:gpt-4o?reply=moves")
+    turn = play(short(business, 1), persuader, RationalTarget(), seed=3).turns[0]
+    body = api.bodies()[0]
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["moves"]
+    assert "Reply with MOVES. MOVES: any of" in body["messages"][0]["content"]
+    assert turn.parse_ok and [m.text() for m in turn.moves] == ["disclose B.cost", "ask_choice"]
+    assert turn.raw == json.dumps({"moves": ["disclose B.cost", "ask_choice"]})
+    assert business.fact_sentence(("B", "cost")) in turn.message and "MOVES" not in turn.message
+    assert persuader.name == "openai:gpt-4o?reply=moves"
+    api.responder = scripted(json.dumps({"moves": ["ask_preference cost", "ask_choice"]}))
+    play(short(business, 2), make_persuader("openai:gpt-4o?reply=moves"), RationalTarget())
+    enums = [b["response_format"]["json_schema"]["schema"]["properties"]["moves"]["items"]["enum"]
+             for b in api.bodies()[-2:]]
+    assert "ask_preference cost" in enums[0] and "ask_preference cost" not in enums[1]  # answered: not asked again
+    api.responder = scripted("I think B is best.", "MOVES: ask_choice")  # free text: repaired into MOVES
+    turn = play(short(business, 1), make_persuader("openai:gpt-4o?reply=moves&structured=0"), RationalTarget()).turns[0]
+    assert "no MOVES section" in api.bodies()[-1]["messages"][-1]["content"]
+    assert turn.parse_ok and [m.text() for m in turn.moves] == ["ask_choice"] and turn.message.endswith("?")
+
+
 def test_bad_reply_and_structured_options_are_clear_errors(api):
     with pytest.raises(LabError, match="unknown reply format 'short'"):
         make_persuader("openai:gpt-4o?reply=short")
+    with pytest.raises(LabError, match="write fresh=1 or fresh=0"):
+        make_persuader("openai:gpt-4o?fresh=maybe")
     with pytest.raises(LabError, match="structured=1 or structured=0"):
         make_persuader("openai:gpt-4o?structured=maybe")

@@ -114,9 +114,14 @@ def test_reply_format_is_read_from_the_rows_and_a_mix_is_one_warning():
     said: list[str] = []
     rows = [_row(FULL)] * 3 + [_row("BELIEF: cost like 0.8\n" + COMPACT), _row("I will not answer.")]
     counts = runs.reply_format_counts(rows)
-    assert counts == {"full": 3, "compact": 1}  # BELIEF is skipped to the format's own first label; free text counts nowhere
+    assert counts == {"full": 3, "compact": 1, "moves": 0}  # BELIEF is skipped to the format's first label; free text counts nowhere
     assert runs.detect_reply_format(counts, said.append) == "full"
     assert len(said) == 1 and "3 full, 1 compact" in said[0] and "recorded as full" in said[0]
+    said.clear()
+    moves = runs.reply_format_counts([_row("MOVES: disclose B.cost; ask_choice")] * 2 + [_row(COMPACT)])
+    assert moves == {"full": 0, "compact": 1, "moves": 2}  # MOVES without a MESSAGE line: the `moves` format
+    assert runs.detect_reply_format(moves, said.append) == "moves"
+    assert "1 compact, 2 moves" in said[0]
     said.clear()
     dpo = [{"prompt": [], "chosen": [{"role": "assistant", "content": "COUNTERFACTUAL: x\n" + COMPACT}]}]
     assert runs.detect_reply_format(runs.reply_format_counts(dpo), said.append) == "full" and said == []

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from engine.cli.common import add_json_flag, console, err_console, open_store, positive_int, progress
+from engine.players.reply_schema import REPLY_FORMATS
 from engine.store import Store
 
 EPILOG = """\
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="or end a round's training at this many training tokens (equal-compute comparisons)")
     p.add_argument("--train-config", default=None, help="finetune YAML under the per-round settings (batch size, ...)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: --train-config's, or 2e-4)")
-    p.add_argument("--reply-format", choices=["full", "compact"], default=None,
+    p.add_argument("--reply-format", choices=REPLY_FORMATS, default=None,
                    help="reply format to train and play (default: the adapter's recorded one, else full)")
     p.add_argument("--max-turns", type=positive_int, default=None, help="override every scenario's turn limit")
     p.add_argument("--max-tokens", type=positive_int, default=None, help="new tokens per reply (local default)")

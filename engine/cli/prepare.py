@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--model", default="", help="model to be trained, for its tokenizer (default: the embedded SmolLM2)")
     p.add_argument("--self-belief", action="store_true", help="the model writes its own BELIEF section (no tracker)")
     p.add_argument("--reply-format", choices=REPLY_FORMATS, default="full",
-                   help="full: REASONING, COUNTERFACTUAL, MOVES, MESSAGE; compact: MOVES and a short MESSAGE "
-                        "(play the trained model with the same ?reply=)")
+                   help="full: REASONING, COUNTERFACTUAL, MOVES, MESSAGE; compact: MOVES and a short MESSAGE; "
+                        "moves: MOVES alone, the message rendered from them (a finetuned adapter records it)")
     p.add_argument("--only-successful", action="store_true", help="keep only turns of successful conversations")
     p.add_argument("--epochs", type=positive_int, help="epochs for the OpenAI cost estimate (default: what n_epochs auto picks)")
     p.add_argument("--openai-model", choices=list(pricing.PRICES), default=pricing.DEFAULT_MODEL, metavar="MODEL",
@@ -101,7 +101,8 @@ def print_summary(summary: dict[str, Any], out: Console = console) -> None:
             out.print(f"{split:<5} -> {s['file']}", highlight=False, soft_wrap=True)
     out.print(f"tokens counted with the tokenizer of {summary['tokenizer']}")
     if summary.get("reply_format", "full") != "full":  # the spec must say so at play time
-        out.print(f"reply format {summary['reply_format']}: play the trained model with ?reply={summary['reply_format']}")
+        out.print(f"reply format {summary['reply_format']}: an adapter finetuned on it plays it unasked "
+                  f"(another model needs ?reply={summary['reply_format']})")
     for reason, n in summary["skipped"].items():
         out.print(f"skipped {n:,} turns: {reason}")
     bad = summary["bad_lines"]

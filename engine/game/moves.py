@@ -152,21 +152,28 @@ def split_sections(text: str) -> dict[str, str]:
     return {k: "\n".join(v).strip() for k, v in sections.items()}
 
 
-def parse_reply(text: str, scenario: Scenario | None = None) -> ParsedReply:
-    """Parse a full persuader reply. Never raises: a bad reply comes back with `ok=False` and the reason."""
+def parse_reply(text: str, scenario: Scenario | None = None, with_message: bool = True) -> ParsedReply:
+    """Parse a full persuader reply. Never raises: a bad reply comes back with `ok=False` and the reason.
+
+    `with_message=False` reads the `moves` reply format: a MOVES line and no MESSAGE, whose message the player
+    renders from the moves (`engine.game.phrasing`), as the planner does.
+    """
     sections = split_sections(text)
     labelled = any(k for k in sections if k)
     message = sections.get("MESSAGE", "") if labelled else sections.get("", "")
     reply = ParsedReply(
-        message=message,
+        message=message if with_message else "",
         reasoning=sections.get("REASONING", ""),
         counterfactual=sections.get("COUNTERFACTUAL", ""),
         belief=sections.get("BELIEF", ""),
     )
-    if labelled and "MESSAGE" not in sections:
+    if not with_message:
+        if "MOVES" not in sections:
+            reply.ok, reply.error = False, "no MOVES section"
+    elif labelled and "MESSAGE" not in sections:
         reply.ok, reply.error = False, "no MESSAGE section"
         reply.message = sections.get("", "") or text.strip()
-    if not reply.message.strip() and reply.ok:
+    elif not reply.message.strip():
         reply.ok, reply.error = False, "empty message"
     if "MOVES" in sections:
         try:
@@ -176,8 +183,10 @@ def parse_reply(text: str, scenario: Scenario | None = None) -> ParsedReply:
     return reply
 
 
-def format_reply(message: str, moves: list[Move], reasoning: str = "", counterfactual: str = "", belief: str = "") -> str:
-    """The inverse of `parse_reply`: what a trained persuader should write."""
+def format_reply(
+    message: str | None, moves: list[Move], reasoning: str = "", counterfactual: str = "", belief: str = ""
+) -> str:
+    """The inverse of `parse_reply`: what a trained persuader should write (`message=None`: no MESSAGE line)."""
     lines = []
     if belief:
         lines.append(f"BELIEF: {belief}")
@@ -186,5 +195,6 @@ def format_reply(message: str, moves: list[Move], reasoning: str = "", counterfa
     if counterfactual:
         lines.append(f"COUNTERFACTUAL: {counterfactual}")
     lines.append(f"MOVES: {format_moves(moves) or 'none'}")
-    lines.append(f"MESSAGE: {message}")
+    if message is not None:
+        lines.append(f"MESSAGE: {message}")
     return "\n".join(lines)

@@ -403,15 +403,17 @@ def _as_set(value) -> set[int]:
 
 
 def _int8_weights(name: str, device: str) -> bool:
-    """`int8` (and `auto` on a CPU): every Linear layer's weights in int8, activations quantised on the fly.
+    """`int8` (asked for by name only): every Linear layer's weights in int8, activations quantised on the fly.
 
-    Writing a token on a CPU is bound by reading the weights; int8 reads a quarter of float32's bytes. On this lab's
-    2-core CPU bench/generate.py found it faster batched and prompt-reading, slower one game at a time (the README's
-    Benchmarks). On a GPU `auto` stays bfloat16.
+    Writing a token on a CPU is bound by reading the weights; int8 reads a quarter of float32's bytes and
+    bench/generate.py found it faster batched and prompt-reading on this lab's 2-core CPU. It is not the default:
+    one scale per weight tensor costs the 135M model too much, and a tutorial adapter's greedy replies under int8
+    misspell moves and lose the trained policy (`bench/quality.py`: its replies on training prompts against the
+    planner's, int8 and float32).
     """
     if name == "int8" and device != "cpu":
         raise LabError("dtype=int8 (dynamic int8 quantisation) runs on the CPU only: use dtype=bfloat16 on a GPU")
-    return name == "int8" or (name == "auto" and device == "cpu")
+    return name == "int8"
 
 
 def _quantize_int8(model: Any) -> Any:
@@ -429,7 +431,7 @@ def _quantize_int8(model: Any) -> Any:
 
 
 def _torch_dtype(name: str, device: str):
-    """`auto` is bfloat16 on a GPU (on a CPU `auto` means int8: `_int8_weights`).
+    """`auto` is float32 on a CPU and bfloat16 on a GPU (int8 only by name: `_int8_weights`).
 
     On a CPU with AVX512-BF16 (recent Xeon and EPYC) bfloat16 reads prompts 1.5-1.7x faster: bench/generate.py.
     """

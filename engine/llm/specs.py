@@ -7,8 +7,8 @@
     claude-sonnet-4, gpt-4o, ...      aliases from engine.llm.catalog
 
 Any spec may end with options after '?', joined by '&' (the grammar is `engine.players.spec`): `belief=tracker|self`,
-`reply=full|compact` (the reply format the model was trained on) and `structured=0|1` (persuaders: replies held to
-the turn's moves by the API's JSON schema, on by default for OpenAI and Claude), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=int8|float32|bfloat16|float16` (`auto`: int8 on a CPU)
+`reply=full|compact|moves` (the reply format the model was trained on), `fresh=0|1` (structured output without the moves the target has answered for good) and `structured=0|1` (persuaders: replies held to
+the turn's moves by the API's JSON schema, on by default for OpenAI and Claude), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16|int8` (`auto`: float32 on a CPU, bfloat16 on a GPU)
 (local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
 """
 
@@ -23,7 +23,7 @@ from engine.llm.catalog import resolve
 from engine.players.spec import PlayerSpec, parse
 
 SETTINGS = ("max_tokens", "temperature", "4bit", "dtype")  # how the model runs, not which player it is
-OPTION_NAMES = ("belief", "reply", "structured", *SETTINGS)
+OPTION_NAMES = ("belief", "reply", "structured", "fresh", *SETTINGS)
 PROVIDERS = {  # the player kinds a model backs, in either role, with their `play --list` help
     "local": "local model: local (the embedded SmolLM2) or local:PATH[+ADAPTER]",
     "openai": "OpenAI model, e.g. openai:gpt-4o (OPENAI_API_KEY)",

@@ -109,7 +109,8 @@ def turn_examples(
 ) -> list[Example]:
     """One example per persuader turn of a recorded conversation (see the module docstring for `kind`).
 
-    `reply` is the reply format (`full` or `compact`) the persuader spec's `?reply=` must name at play time."""
+    `reply` is the reply format (`full`, `compact` or `moves`) the model plays with (`?reply=`, or the adapter's
+    record)."""
     scenario, sig = (cache or ScenarioCache()).get(traj.scenario)
     side = persuader_side(scenario)
     condition = traj.condition
@@ -302,7 +303,7 @@ class PrepareOptions:
     skip_bad: bool = False
     model: str | None = None  # tokenizer of the model to be trained; None = embedded SmolLM2
     self_belief: bool = False
-    reply_format: str = "full"  # full | compact: kept in the summary, so play can use the same `?reply=`
+    reply_format: str = "full"  # full | compact | moves: kept in the summary, so play can use the same `?reply=`
     only_successful: bool = False
     epochs: int | None = None  # OpenAI epochs for the cost; None = what n_epochs "auto" picks
     price_model: str | None = None

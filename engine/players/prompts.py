@@ -7,7 +7,8 @@ CPU at a few hundred tokens a second.
     system    = the scenario as the persuader sees it + the current belief state + the reply format
     user      = the dialogue so far
     assistant = `moves.format_reply(...)`: REASONING, COUNTERFACTUAL, MOVES, MESSAGE (reply format `full`),
-                or MOVES and a short MESSAGE (`compact`); `prepare --reply-format` and the spec's `?reply=` agree
+                or MOVES and a short MESSAGE (`compact`), or MOVES alone (`moves`: the player renders the message);
+                `prepare --reply-format` and the spec's `?reply=` agree
 
 In the *hidden* condition nothing here can leak the target's preferences or knowledge: the builder is handed
 the persuader's side of the scenario (`game.persuader_side`), and the hidden state only through `revealed`.
@@ -154,11 +155,13 @@ def messages_for_view(
 
 
 def assistant_text(turn: Turn, self_belief: bool = False, reply: str = "full") -> str:
-    """The target text for one recorded turn: what a trained persuader should write (`compact`: no reasoning)."""
+    """The target text for one recorded turn: what a trained persuader should write (`compact`: no reasoning;
+    `moves`: no message either)."""
     cf, belief = turn.counterfactual, turn.belief
-    full = "REASONING" in reply_sections(reply)
+    sections = reply_sections(reply)
+    full = "REASONING" in sections
     return format_reply(
-        turn.message,
+        turn.message if "MESSAGE" in sections else None,
         list(turn.moves),
         reasoning=turn.reasoning if full else "",
         counterfactual=counterfactual_text(cf.model_dump(exclude_none=True) if cf and full else None),

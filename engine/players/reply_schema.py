@@ -4,46 +4,76 @@ Both are built per turn from the scenario the persuader sees: the lab's move nam
 and attribute ids, and only TRUE disclosures, so a model decoding under them cannot name a move, a proposal or an
 attribute that does not exist, nor state a false effect. The sections follow the reply format of the one prompt
 builder (`engine.players.prompts`): `full` is REASONING, COUNTERFACTUAL, MOVES, MESSAGE; `compact` is MOVES and
-MESSAGE; a self-belief persuader writes BELIEF first. A structured reply is read back into the free-text format
+MESSAGE; `moves` is MOVES alone (the player renders the message, as the planner does); a self-belief persuader
+writes BELIEF first. A structured reply is read back into the free-text format
 (`json_reply_text`), so both paths end in the same `parse_reply` and the same PersuaderTurn.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from engine.errors import LabError
+from engine.game.interfaces import Exchange
 from engine.game.moves import MoveSyntaxError, format_reply, parse_move
 from engine.game.scenario import Scenario, fact_key
 
-REPLY_FORMATS = ("full", "compact")
+REPLY_FORMATS = ("full", "compact", "moves")
+_BODY = {
+    "full": ("REASONING", "COUNTERFACTUAL", "MOVES", "MESSAGE"),
+    "compact": ("MOVES", "MESSAGE"),
+    "moves": ("MOVES",),  # the player renders the message from the moves, as the planner does
+}
 
 
 def reply_sections(reply: str = "full", self_belief: bool = False) -> tuple[str, ...]:
     """The labelled sections of a reply in this format, in the order they are written."""
     if reply not in REPLY_FORMATS:
         raise LabError(f"unknown reply format '{reply}' (known: {', '.join(REPLY_FORMATS)})")
-    body = ("REASONING", "COUNTERFACTUAL", "MOVES", "MESSAGE") if reply == "full" else ("MOVES", "MESSAGE")
-    return ("BELIEF", *body) if self_belief else body
+    return ("BELIEF", *_BODY[reply]) if self_belief else _BODY[reply]
 
 
-def move_choices(scenario: Scenario) -> list[str]:
-    """Every move the persuader may make in this scenario, as the text `parse_move` reads; disclosures only true."""
+def move_choices(scenario: Scenario, spent: Collection[str] = ()) -> list[str]:
+    """Every move the persuader may make in this scenario, as the text `parse_move` reads; disclosures only true.
+
+    `spent` (from `spent_moves`) leaves out the moves the target has already answered for good."""
     facts = [(p, a) for p in scenario.proposal_ids for a in scenario.attribute_ids]
     return [
-        *(f"disclose {fact_key(f)}={scenario.effects[f[0]][f[1]]:+d}" for f in facts),
-        *(f"ask_preference {a}" for a in scenario.attribute_ids),
-        *(f"ask_knowledge {fact_key(f)}" for f in facts),
+        *(f"disclose {fact_key(f)}={scenario.effects[f[0]][f[1]]:+d}" for f in facts if f"disclose {fact_key(f)}" not in spent),
+        *(f"ask_preference {a}" for a in scenario.attribute_ids if f"ask_preference {a}" not in spent),
+        *(f"ask_knowledge {fact_key(f)}" for f in facts if f"ask_knowledge {fact_key(f)}" not in spent),
         "ask_choice",
         "appeal",
         "conclude",
     ]
 
 
-def reply_schema(scenario: Scenario, reply: str = "full", self_belief: bool = False) -> dict[str, Any]:
+def spent_moves(history: Iterable[Exchange]) -> set[str]:
+    """Moves whose answer the persuader already has and cannot change, from what the target said (its statements).
+
+    A stated preference does not change, so asking it again tells nothing; a fact the target has taken in or says it
+    knows is not news, so disclosing it or asking about it again changes nothing. A declined question and a doubted
+    disclosure stay open (a reserved target may answer next time; a skeptical one believes a repeat), and so does
+    `ask_choice`, whose answer moves with the game. `disclose` and `ask_knowledge` are named without an effect."""
+    spent = set()
+    for exchange in history:
+        for st in exchange.statements:
+            if st.kind == "preference":
+                spent.add(f"ask_preference {st.subject}")
+            elif st.kind == "knows" or (st.kind == "accepted" and st.value == 1):
+                spent.add(f"ask_knowledge {st.subject}")
+                if st.kind == "accepted" or st.value == 1:
+                    spent.add(f"disclose {st.subject}")
+    return spent
+
+
+def reply_schema(
+    scenario: Scenario, reply: str = "full", self_belief: bool = False, spent: Collection[str] = ()
+) -> dict[str, Any]:
     """A strict JSON schema of one reply (every property required, no others), as both APIs accept it."""
-    moves = {"type": "array", "items": {"type": "string", "enum": move_choices(scenario)}}
+    moves = {"type": "array", "items": {"type": "string", "enum": move_choices(scenario, spent)}}
     properties = {s.lower(): moves if s == "MOVES" else {"type": "string"} for s in reply_sections(reply, self_belief)}
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
@@ -55,7 +85,10 @@ SECTION_TOKENS = {"BELIEF": 40, "REASONING": 32, "COUNTERFACTUAL": 24}  # the fr
 MESSAGE_TOKENS = 48  # the planner's messages, which trained models learn from, take at most 43 (SmolLM2's tokenizer)
 
 
-def reply_grammar(scenario: Scenario, reply: str = "full", self_belief: bool = False, max_tokens: int = 160) -> str:
+def reply_grammar(
+    scenario: Scenario, reply: str = "full", self_belief: bool = False, max_tokens: int = 160,
+    spent: Collection[str] = (),
+) -> str:
     """A Lark grammar (llguidance's dialect) of one free-text reply, for a local model to decode under.
 
     The labelled lines come in the format's order; MOVES is `none` or up to MAX_MOVES moves from `move_choices`
@@ -82,13 +115,13 @@ def reply_grammar(scenario: Scenario, reply: str = "full", self_belief: bool = F
         parts.append(f'"{label}" {name}')
         rules.append(f"{name}[max_tokens={cap}]: {pattern}")
     moves = " | ".join("move" + ' "; " move' * n for n in range(n_moves))
-    choices = " | ".join(json.dumps(m) for m in _grammar_moves(scenario))
+    choices = " | ".join(json.dumps(m) for m in _grammar_moves(scenario, spent))
     return "\n".join([f"start: {' '.join(parts)}", f'moves: "none" | {moves}', f"move: {choices}", *rules]) + "\n"
 
 
-def _grammar_moves(scenario: Scenario) -> list[str]:
+def _grammar_moves(scenario: Scenario, spent: Collection[str] = ()) -> list[str]:
     """`move_choices` and each disclosure also without its stated effect (then the true one is meant)."""
-    choices = move_choices(scenario)
+    choices = move_choices(scenario, spent)
     return [c.split("=", 1)[0] for c in choices if c.startswith("disclose ")] + choices
 
 
@@ -112,9 +145,10 @@ def json_reply_text(text: str, scenario: Scenario, reply: str = "full", self_bel
     if parsed is None:
         lines = [f"{s}: {v}" for s, v in fields.items() if s != "MESSAGE"]
         moves_text = "; ".join(map(str, moves)) if isinstance(moves, list) else str(moves)
-        return "\n".join([*lines, f"MOVES: {moves_text or 'none'}", f"MESSAGE: {fields.get('MESSAGE', '')}"])
+        message = [f"MESSAGE: {fields['MESSAGE']}"] if "MESSAGE" in fields else []
+        return "\n".join([*lines, f"MOVES: {moves_text or 'none'}", *message])
     return format_reply(
-        fields.get("MESSAGE", ""),
+        fields.get("MESSAGE", "") if "MESSAGE" in fields else None,
         parsed,
         reasoning=fields.get("REASONING", ""),
         counterfactual=fields.get("COUNTERFACTUAL", ""),

@@ -60,7 +60,8 @@ def load_rows(path: str | Path, method: str) -> list[dict[str, Any]]:
         if missing:
             raise LabError(f"{where}: a {method} row needs {', '.join(REQUIRED[method])}; missing {', '.join(missing)}")
         if method == "grpo":
-            out.append({**{f: row[f] for f in REQUIRED[method]}, "prompt": _messages(row["prompt"], where, "prompt")})
+            kept = [f for f in (*REQUIRED[method], "reply") if f in row]  # `reply`: the format (older files: compact)
+            out.append({**{f: row[f] for f in kept}, "prompt": _messages(row["prompt"], where, "prompt")})
             continue
         if method == "kto":
             if not isinstance(row["label"], bool):

@@ -41,11 +41,12 @@ from engine.pipeline.training import loop, runs
 from engine.pipeline.training.config import TrainConfig
 from engine.pipeline.training.data import REQUIRED
 from engine.players.belief import BeliefTracker
+from engine.players.reply_schema import REPLY_FORMATS, reply_sections
 from engine.players.targets.rational import RationalTarget
 from engine.store import Store
 
 PROMPTS_FILE = "grpo_prompts.jsonl"  # in the run's output folder: the run's data, as every run has a data file
-COMPLETION_TOKENS = {"compact": 96, "full": 320}  # a planner reply in each format fits with room to spare
+COMPLETION_TOKENS = {"moves": 48, "compact": 96, "full": 320}  # a planner reply in each format fits with room to spare
 PARSE_FAILURE = -1.0  # below any parsed reply: P(goal) is at least 0 and lies are rare
 LIE_PENALTY = 0.5  # per refused lie: a lie changes nothing in the game, so without it a lie scores like a no-op
 REWARD_WEIGHTS = (1.0, 1.0)  # dense, outcome: a won game is worth as much as a sure P(goal)
@@ -84,7 +85,7 @@ def prompt_rows(episodes: Iterable[Episode], *, reply: str = "compact", self_bel
         for ex in turn_examples(ep, cache, self_belief, reply):
             rows.append({"prompt": ex.prompt, "scenario": scenario, "turn": ex.turn,
                          "history": json.dumps(_history(ep, ex.turn - 1)), "personality": ep.target.personality,
-                         "condition": ep.condition, "seed": ep.target.seed, "rules": ep.rules})
+                         "condition": ep.condition, "seed": ep.target.seed, "rules": ep.rules, "reply": reply})
     if not rows:
         raise LabError("no GRPO prompts: the games given have no persuader turns")
     return rows
@@ -113,12 +114,13 @@ def replay(scenario: Scenario, personality_name: str, seed: int, rules: str, his
 
 
 def score_move(text: str, *, scenario: str, turn: int, history: str, personality: str, condition: str, seed: int,
-               rules: str) -> MoveScore:
-    """The rewards of one reply at the state of one GRPO row (its columns, as trl hands them over)."""
+               rules: str, reply: str = "compact") -> MoveScore:
+    """The rewards of one reply at the state of one GRPO row (its columns, as trl hands them over; prompt files
+    written before the `moves` format have no `reply` column and hold replies with a MESSAGE)."""
     game = Scenario.from_dict(json.loads(scenario), check_interesting=False)
     side = persuader_side(game)
     target, exchanges = replay(game, personality, seed, rules, json.loads(history))
-    parsed = parse_reply(text, side)
+    parsed = parse_reply(text, side, "MESSAGE" in reply_sections(reply))
     moves = parsed.moves if parsed.ok else []  # as in play: an unreadable reply reaches the target as words only
     delivered, refused, answer = deliver(game, target, parsed.message or text, moves, turn, rules)
     exchanges.append(Exchange(parsed.message or text, delivered, answer.text, answer.statements, refused))
@@ -137,7 +139,7 @@ def _completion_text(completion: Any) -> str:
 
 
 def _scores(completions: list[Any], columns: dict[str, list[Any]]) -> list[MoveScore]:
-    names = [name for name in REQUIRED["grpo"] if name != "prompt"]
+    names = [name for name in (*REQUIRED["grpo"], "reply") if name != "prompt" and name in columns]
     return [score_move(_completion_text(c), **{name: columns[name][i] for name in names})
             for i, c in enumerate(completions)]
 
@@ -216,5 +218,5 @@ def train_on_games(cfg: TrainConfig, store: Store, episodes: list[Episode], *, r
     if say:
         say(f"GRPO on {len(rows)} prompts from {len(episodes)} games, {cfg.num_generations} replies each")
     result = loop.run_training(cfg, store, trainer_parts, callbacks=callbacks, echo=echo, say=say)
-    runs.write_reply_format(cfg.output, reply, {"full": 0, "compact": 0} | {reply: len(rows)})
+    runs.write_reply_format(cfg.output, reply, dict.fromkeys(REPLY_FORMATS, 0) | {reply: len(rows)})
     return result

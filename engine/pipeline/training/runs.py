@@ -187,13 +187,13 @@ def register_model(store: Store, *, name: str, kind: str, base_model: str, path:
 
 
 def reply_format_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """How many training rows teach each reply format, read from the assistant text's first section label.
+    """How many training rows teach each reply format, read from the assistant text's section labels.
 
     A reply opens with BELIEF (self-belief), then REASONING or COUNTERFACTUAL (`full`; data prep leaves out an empty
-    section) or MOVES (`compact`). Rows that open with neither (a raw unparseable reply kept as a KTO negative) are
-    not counted: they teach no format.
+    section) or MOVES, followed by a MESSAGE line (`compact`) or by nothing (`moves`). Rows that open with neither
+    (a raw unparseable reply kept as a KTO negative) are not counted: they teach no format.
     """
-    counts = {"full": 0, "compact": 0}
+    counts = dict.fromkeys(REPLY_FORMATS, 0)
     for row in rows:
         messages = row.get("completion") or row.get("chosen") or []
         text = next((m["content"] for m in reversed(messages) if m.get("role") == "assistant"), "").lstrip()
@@ -203,7 +203,7 @@ def reply_format_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
         if label in ("REASONING", "COUNTERFACTUAL"):
             counts["full"] += 1
         elif label == "MOVES":
-            counts["compact"] += 1
+            counts["compact" if "\nMESSAGE:" in text else "moves"] += 1
     return counts
 
 
@@ -216,8 +216,9 @@ def detect_reply_format(counts: dict[str, int], say: Callable[[str], None] | Non
     if not any(counts.values()):
         return None
     reply = max(counts, key=lambda k: counts[k])
-    if all(counts.values()) and say is not None:
-        say(f"warning: the training rows mix reply formats ({counts['full']} full, {counts['compact']} compact); "
+    if sum(1 for n in counts.values() if n) > 1 and say is not None:
+        mix = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+        say(f"warning: the training rows mix reply formats ({mix}); "
             f"the adapter is recorded as {reply}. Train on one `prepare --reply-format` output for a clean model")
     return reply
 

@@ -10,7 +10,8 @@ Structured output (`?structured=1`, the default for OpenAI, Claude and local mod
 a JSON schema built for the turn (`engine.players.reply_schema`: the lab's moves, the scenario's ids, only true
 disclosures), read back into the free-text reply so both paths parse alike; a local model decodes its free-text
 reply under a grammar with the same moves (`engine.llm.grammar`), so its MOVES line always parses. The reply
-format (`?reply=full|compact`) must be the one the model was trained on (`prepare --reply-format`): an adapter made
+format (`?reply=full|compact|moves`; `moves`: the model writes only MOVES and the message is rendered from them,
+as the planner's is) must be the one the model was trained on (`prepare --reply-format`): an adapter made
 by `ptom-lab finetune` records it (`ptom_reply.json`), plays it without `?reply=`, and a `?reply=` that differs
 gets one warning (`format_warning`) from whoever starts the games.
 
@@ -22,6 +23,7 @@ Belief state (`?belief=` in the spec):
 
 from __future__ import annotations
 
+import random
 import re
 import sys
 from collections.abc import Callable
@@ -30,10 +32,11 @@ from typing import Any
 from engine.errors import LabError
 from engine.game.interfaces import Persuader, PersuaderTurn, PersuaderView
 from engine.game.moves import parse_reply
+from engine.game.phrasing import persuader_message
 from engine.game.scenario import Scenario
 from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
 from engine.players.prompts import MOVE_HELP, messages_for_view
-from engine.players.reply_schema import json_reply_text, reply_grammar, reply_schema, reply_sections
+from engine.players.reply_schema import json_reply_text, reply_grammar, reply_schema, reply_sections, spent_moves
 from engine.players.spec import PlayerSpec
 
 BELIEF_MODES = ("tracker", "self")
@@ -51,6 +54,7 @@ class LLMPersuader(Persuader):
         reply: str = "full",
         structured: bool = False,
         trained_reply: str | None = None,
+        fresh: bool = True,
     ) -> None:
         if belief not in BELIEF_MODES:
             raise LabError(f"unknown belief mode '{belief}' (known: {', '.join(BELIEF_MODES)})")
@@ -64,11 +68,14 @@ class LLMPersuader(Persuader):
         self.trained_reply = trained_reply  # the format the adapter was trained on, where it recorded one
         self.structured = structured
         self.grammar = structured and not backend.structured_output  # decoded here, under a grammar
-        marks = [text for text, on in (("belief=self", belief == "self"), ("reply=compact", reply == "compact")) if on]
+        self.fresh = fresh  # structured output leaves out the moves the target has answered for good (`spent_moves`)
+        marks = [text for text, on in (("belief=self", belief == "self"), (f"reply={reply}", reply != "full"),
+                                       ("fresh=0", structured and not fresh)) if on]
         self.name = name or backend.describe() + ("?" + "&".join(marks) if marks else "")
         self.on_text: Callable[[str], None] | None = None  # set (e.g. by the TUI) to stream the reply as it comes
         self.tracker = None
         self._seen = 0
+        self._phrasing = random.Random(0)  # reseeded per game: the `moves` format's messages read the same per seed
 
     @property
     def format_warning(self) -> str | None:
@@ -94,6 +101,7 @@ class LLMPersuader(Persuader):
     def start(self, view: PersuaderView, seed: int) -> None:
         self._seen = 0
         self.tracker = None
+        self._phrasing = random.Random(seed)
         self.check_scenario(view.scenario)  # a grammar that cannot be built is named now, not at the first turn
         if self.belief_mode == "tracker":
             from engine.players.belief import BeliefTracker
@@ -103,11 +111,13 @@ class LLMPersuader(Persuader):
     def _ask(self, messages: list[dict[str, str]], view: PersuaderView) -> tuple[ChatResult, str]:
         """The model's answer and its reply text (a structured answer read back into the free-text format)."""
         self_belief = self.belief_mode == "self"
+        spent = spent_moves(view.history) if self.fresh else set()
         if self.grammar:
-            result = self.backend.chat_grammar(messages, self._grammar(view.scenario), self.options, self.on_text)
+            grammar = self._grammar(view.scenario, spent)
+            result = self.backend.chat_grammar(messages, grammar, self.options, self.on_text)
             return result, result.text
         if self.structured:
-            schema = reply_schema(view.scenario, self.reply, self_belief)
+            schema = reply_schema(view.scenario, self.reply, self_belief, spent)
             result = self.backend.chat_structured(messages, schema, self.options)
             text = json_reply_text(result.text, view.scenario, self.reply, self_belief)
             if self.on_text is not None:  # JSON arrives whole; the reader sees the reply as text
@@ -119,8 +129,8 @@ class LLMPersuader(Persuader):
             result = self.backend.chat(messages, self.options)
         return result, result.text
 
-    def _grammar(self, scenario: Scenario) -> str:
-        return reply_grammar(scenario, self.reply, self.belief_mode == "self", self.options.max_tokens)
+    def _grammar(self, scenario: Scenario, spent: set[str] | None = None) -> str:
+        return reply_grammar(scenario, self.reply, self.belief_mode == "self", self.options.max_tokens, spent or ())
 
     def act(self, view: PersuaderView) -> PersuaderTurn:
         belief: dict[str, Any] | None = None
@@ -133,7 +143,8 @@ class LLMPersuader(Persuader):
         messages = messages_for_view(view, belief, self_belief, self.reply)
         first, text = self._ask(messages, view)
         results = [first]
-        parsed = parse_reply(text, view.scenario)
+        with_message = "MESSAGE" in reply_sections(self.reply)
+        parsed = parse_reply(text, view.scenario, with_message)
         raw = first.text
         if not parsed.ok:
             sections = ", ".join(reply_sections(self.reply, self_belief))
@@ -148,11 +159,15 @@ class LLMPersuader(Persuader):
             second, text = self._ask(repair, view)
             results.append(second)
             first_error = parsed.error
-            parsed = parse_reply(text, view.scenario)
+            parsed = parse_reply(text, view.scenario, with_message)
             raw = f"{first.text}\n\n[repair: {first_error}]\n\n{second.text}"
         if self_belief:
             belief = read_belief(parsed.belief, view.scenario)
-        message = parsed.message.strip() or text.strip() or "(no message)"
+        if with_message:
+            message = parsed.message.strip() or text.strip() or "(no message)"
+        else:  # the `moves` format: the message says exactly the moves, in the planner's words
+            message = persuader_message(view.scenario, parsed.moves, self._phrasing) if parsed.ok else (
+                text.strip() or "(no message)")
         usage = combine_usage(results)
         if len(results) > 1:
             usage["repaired"] = parsed.ok
@@ -245,7 +260,8 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     reply = model.options.get("reply") or trained or "full"
     reply_sections(reply)  # a bad reply format is named before a model loads
     asked = model.options.get("structured")
-    structured = _flag(asked, default=model.provider in ("openai", "anthropic", "local"))
+    structured = _flag("structured", asked, default=model.provider in ("openai", "anthropic", "local"))
+    fresh = _flag("fresh", model.options.get("fresh"), default=True)
     backend = make_backend(model)
     if structured and asked is None and not (backend.structured_output or backend.grammar_output):
         from engine.llm.grammar import INSTALL_HINT
@@ -257,7 +273,7 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     name = str(spec.without(*SETTINGS)) if resolve(spec.kind) else None  # an alias plays under its own name
     belief = model.options.get("belief", "tracker")
     return LLMPersuader(backend, belief, model.generation(defaults), name, reply=reply, structured=structured,
-                        trained_reply=trained)
+                        trained_reply=trained, fresh=fresh)
 
 
 def trained_reply_format(path: str, adapter: str | None) -> str | None:
@@ -270,7 +286,7 @@ def trained_reply_format(path: str, adapter: str | None) -> str | None:
     return read_reply_format(folder) if folder else None
 
 
-def _flag(value: str | None, default: bool) -> bool:
+def _flag(option: str, value: str | None, default: bool) -> bool:
     """A spec's on/off option (`1`/`0`, `true`/`false`, `yes`/`no`); absent means `default`."""
     if value is None:
         return default
@@ -278,7 +294,7 @@ def _flag(value: str | None, default: bool) -> bool:
         return True
     if value.lower() in ("0", "false", "no", "off"):
         return False
-    raise LabError(f"option structured={value}: write structured=1 or structured=0")
+    raise LabError(f"option {option}={value}: write {option}=1 or {option}=0")
 
 
 def register() -> None:
