@@ -20,21 +20,16 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the `engine` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from engine.game.moves import MoveSyntaxError, parse_moves, split_sections  # noqa: E402
+from engine.game.moves import parse_reply  # noqa: E402
 from engine.llm.base import GenerationOptions  # noqa: E402
 from engine.llm.local import LocalBackend  # noqa: E402
 from engine.pipeline.training.data import load_rows  # noqa: E402
 
 
 def moves_of(text: str) -> list[str] | None:
-    """The reply's moves as text, or None when it has no readable MOVES line."""
-    sections = split_sections(text)
-    if "MOVES" not in sections:
-        return None
-    try:
-        return [m.text().split("=", 1)[0] for m in parse_moves(sections["MOVES"])]
-    except MoveSyntaxError:
-        return None
+    """The reply's moves as text (disclosures without their effect), or None when it has no readable MOVES line."""
+    reply = parse_reply(text, with_message=False)  # the planner's rows and a compact reply alike: MOVES is read
+    return [m.text().split("=", 1)[0] for m in reply.moves] if reply.ok else None
 
 
 def main() -> None:

@@ -46,6 +46,16 @@ def test_a_true_helpful_disclosure_outscores_silence_a_lie_and_an_unreadable_rep
     assert {helpful.outcome, silent.outcome, lie.outcome, unreadable.outcome} == {None}  # the game goes on
 
 
+def test_moves_format_rows_score_a_reply_without_a_message(game):
+    """`reply=moves` rows carry their format, so a bare MOVES line is read, not scored as a parse failure."""
+    first = grpo.prompt_rows([game], reply="moves")[0]
+    assert first["reply"] == "moves"
+    bare = grpo.score_move("MOVES: disclose A.cost=-1", **state(first), reply=first["reply"])
+    with_message = score(first, "MOVES: disclose A.cost=-1\nMESSAGE: Lisbon keeps the cost down.")
+    assert bare.dense == with_message.dense > grpo.PARSE_FAILURE
+    assert score(first, "MOVES: disclose A.cost=-1").dense == grpo.PARSE_FAILURE  # an older (compact) file: no MESSAGE
+
+
 def test_concluding_scores_the_games_outcome_and_the_replay_reproduces_the_recorded_game(game):
     rows = grpo.prompt_rows([game], reply="compact")
     assert game.turns[-1].moves[-1].kind == "conclude" and game.outcome.success

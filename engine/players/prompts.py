@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from engine.game.interfaces import Exchange, HiddenState, PersuaderView
 from engine.game.moves import format_reply
 from engine.game.scenario import Scenario, fact_key
-from engine.players.reply_schema import reply_sections
+from engine.players.reply_schema import reply_sections, writes_message
 
 if TYPE_CHECKING:
     from engine.game.record import Turn
@@ -158,10 +158,9 @@ def assistant_text(turn: Turn, self_belief: bool = False, reply: str = "full") -
     """The target text for one recorded turn: what a trained persuader should write (`compact`: no reasoning;
     `moves`: no message either)."""
     cf, belief = turn.counterfactual, turn.belief
-    sections = reply_sections(reply)
-    full = "REASONING" in sections
+    full = "REASONING" in reply_sections(reply)
     return format_reply(
-        turn.message if "MESSAGE" in sections else None,
+        turn.message if writes_message(reply) else None,
         list(turn.moves),
         reasoning=turn.reasoning if full else "",
         counterfactual=counterfactual_text(cf.model_dump(exclude_none=True) if cf and full else None),

@@ -35,6 +35,11 @@ def reply_sections(reply: str = "full", self_belief: bool = False) -> tuple[str,
     return ("BELIEF", *_BODY[reply]) if self_belief else _BODY[reply]
 
 
+def writes_message(reply: str) -> bool:
+    """Whether the model writes the MESSAGE in this reply format (`moves`: the player renders it from the moves)."""
+    return "MESSAGE" in reply_sections(reply)
+
+
 def move_choices(scenario: Scenario, spent: Collection[str] = ()) -> list[str]:
     """Every move the persuader may make in this scenario, as the text `parse_move` reads; disclosures only true.
 
@@ -58,14 +63,13 @@ def spent_moves(history: Iterable[Exchange]) -> set[str]:
     disclosure stay open (a reserved target may answer next time; a skeptical one believes a repeat), and so does
     `ask_choice`, whose answer moves with the game. `disclose` and `ask_knowledge` are named without an effect."""
     spent = set()
-    for exchange in history:
-        for st in exchange.statements:
-            if st.kind == "preference":
-                spent.add(f"ask_preference {st.subject}")
-            elif st.kind == "knows" or (st.kind == "accepted" and st.value == 1):
-                spent.add(f"ask_knowledge {st.subject}")
-                if st.kind == "accepted" or st.value == 1:
-                    spent.add(f"disclose {st.subject}")
+    for st in (st for exchange in history for st in exchange.statements):
+        if st.kind == "preference":
+            spent.add(f"ask_preference {st.subject}")
+        if st.kind == "knows" or (st.kind == "accepted" and st.value == 1):
+            spent.add(f"ask_knowledge {st.subject}")
+        if st.kind in ("knows", "accepted") and st.value == 1:
+            spent.add(f"disclose {st.subject}")
     return spent
 
 

@@ -41,7 +41,7 @@ from engine.pipeline.training import loop, runs
 from engine.pipeline.training.config import TrainConfig
 from engine.pipeline.training.data import REQUIRED
 from engine.players.belief import BeliefTracker
-from engine.players.reply_schema import REPLY_FORMATS, reply_sections
+from engine.players.reply_schema import REPLY_FORMATS, writes_message
 from engine.players.targets.rational import RationalTarget
 from engine.store import Store
 
@@ -120,7 +120,7 @@ def score_move(text: str, *, scenario: str, turn: int, history: str, personality
     game = Scenario.from_dict(json.loads(scenario), check_interesting=False)
     side = persuader_side(game)
     target, exchanges = replay(game, personality, seed, rules, json.loads(history))
-    parsed = parse_reply(text, side, "MESSAGE" in reply_sections(reply))
+    parsed = parse_reply(text, side, writes_message(reply))
     moves = parsed.moves if parsed.ok else []  # as in play: an unreadable reply reaches the target as words only
     delivered, refused, answer = deliver(game, target, parsed.message or text, moves, turn, rules)
     exchanges.append(Exchange(parsed.message or text, delivered, answer.text, answer.statements, refused))

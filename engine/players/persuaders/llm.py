@@ -36,7 +36,14 @@ from engine.game.phrasing import persuader_message
 from engine.game.scenario import Scenario
 from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
 from engine.players.prompts import MOVE_HELP, messages_for_view
-from engine.players.reply_schema import json_reply_text, reply_grammar, reply_schema, reply_sections, spent_moves
+from engine.players.reply_schema import (
+    json_reply_text,
+    reply_grammar,
+    reply_schema,
+    reply_sections,
+    spent_moves,
+    writes_message,
+)
 from engine.players.spec import PlayerSpec
 
 BELIEF_MODES = ("tracker", "self")
@@ -143,7 +150,7 @@ class LLMPersuader(Persuader):
         messages = messages_for_view(view, belief, self_belief, self.reply)
         first, text = self._ask(messages, view)
         results = [first]
-        with_message = "MESSAGE" in reply_sections(self.reply)
+        with_message = writes_message(self.reply)
         parsed = parse_reply(text, view.scenario, with_message)
         raw = first.text
         if not parsed.ok:
