@@ -7,7 +7,8 @@ engine/llm/local.py answers the concurrent episodes' requests in one generate ca
 plays that adapter (its recorded reply format, greedy, float32 weights: the CPU default) on `--adapter-episodes`
 held-out scenarios, personality mix, at --concurrency 8: all 100 in under 15 minutes.
 Run: .venv/bin/python bench/evaluate.py [--episodes 100] [--local-episodes 8] [--local-turns 2] [--skip-local]
-     [--adapter models/ptom-smollm2 [--adapter-episodes 100]]
+     [--adapter models/ptom-smollm2 [--adapter-episodes 100] [--db sessions.db --name NAME]]
+     (--db keeps the adapter's run in that store under NAME, for `ptom-lab compare NAME ...`)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from engine.game.generator import HELDOUT_PATH  # noqa: E402
+from engine.llm.local import shared_backend  # noqa: E402
 from engine.pipeline.evaluation import EvalConfig, evaluate  # noqa: E402
 from engine.players.registry import persuader_names  # noqa: E402
 from engine.store import Store  # noqa: E402
@@ -35,15 +37,18 @@ def timed(store: Store, config: EvalConfig, name: str, concurrency: int) -> tupl
     return time.perf_counter() - started, res.results
 
 
-def adapter_run(store: Store, adapter: str, episodes: int) -> None:
+def adapter_run(store: Store, adapter: str, episodes: int, name: str) -> None:
     """Wall time and outcome of one adapter over `episodes` held-out scenarios, the way the tutorial plays it."""
     spec = f"local:{adapter}?temperature=0"
     cfg = EvalConfig(model=spec, scenarios=HELDOUT, num_eval=episodes, personality="mix")
-    wall, results = timed(store, cfg, "bench-adapter", 8)
+    wall, results = timed(store, cfg, name, 8)
+    cache = shared_backend(adapter).prefix_cache
     s, moves = results["success"], results["moves"]
     print(f"{spec}: {episodes} held-out episodes (mix, seed 0) at concurrency 8 in {wall / 60:.1f} min, "
           f"success {s['successes']}/{s['n']}, {moves['turns']} turns, unparseable {results['unparseable']}, "
           f"tokens {results['usage']}  [aim: 100 episodes under 15 min]", flush=True)
+    print(f"prompt tokens read {cache.read_tokens:,}, found in the prefix cache {cache.reused_tokens:,} "
+          f"({cache.reused_tokens / max(1, cache.read_tokens + cache.reused_tokens):.0%})", flush=True)
 
 
 def main() -> None:
@@ -55,6 +60,8 @@ def main() -> None:
     ap.add_argument("--skip-local", action="store_true")
     ap.add_argument("--adapter", help="a trained adapter folder to play on the held-out set")
     ap.add_argument("--adapter-episodes", type=int, default=100)
+    ap.add_argument("--db", help="keep the adapter's run in this store (default: a temporary one)")
+    ap.add_argument("--name", default="bench-adapter", help="the adapter run's name in --db")
     args = ap.parse_args()
     agent = "planner" if "planner" in persuader_names() else "greedy"
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +72,7 @@ def main() -> None:
         print(f"{args.episodes} episodes {agent} vs rational (logged): {wall:.2f} s "
               f"({args.episodes / wall:.0f} episodes/s), success {s['successes']}/{s['n']}  [aim: under 5 s]")
         if args.adapter:
-            adapter_run(store, args.adapter, args.adapter_episodes)
+            adapter_run(Store(args.db) if args.db else store, args.adapter, args.adapter_episodes, args.name)
         if args.skip_local or "local" not in persuader_names():
             print("local model: skipped")
             return
@@ -75,6 +82,7 @@ def main() -> None:
             n = args.local_episodes if concurrency > 1 else max(1, args.local_episodes // 4)
             cfg = EvalConfig(model=spec, scenarios=HELDOUT, num_eval=n, max_turns=args.local_turns)
             timed(store, EvalConfig(model=spec, scenarios=HELDOUT, num_eval=1, max_turns=1), f"warm-{concurrency}", 1)
+            shared_backend("").prefix_cache.clear()  # both arms start without the warm-up's prompts
             wall, _ = timed(store, cfg, f"bench-local-{concurrency}", concurrency)
             rates[concurrency] = n / wall * 60
             print(f"local (embedded SmolLM2-135M, {args.local_turns} turns, {args.local_tokens} tokens/reply) "

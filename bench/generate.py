@@ -4,17 +4,17 @@ Aims (issue 5): batch 8 at least 3x the throughput of batch 1; a cached load und
 of the embedded model under 5 s.
 - Arena turn: what a user waits for in the Arena, one persuader turn of `local?reply=compact` and of
   `local?reply=moves` (the reply decoded under the turn's grammar; `--arena-replies`) against the rational target,
-  at turns 1-3 of three held-out games; each dtype listed in `--arena-dtypes` is a fresh backend;
+  at turns 1-3 of three held-out games; each dtype listed in `--arena-dtypes` is a fresh backend (turns 2 and 3
+  read only their new tokens: engine/llm/prefix_cache.py);
 - cold load: a new process with PTOM_CACHE pointing at an empty temp folder, so the GGUF is converted first;
 - cached load: a new process reading the converted folder (the default cache);
 - throughput: real persuader prompts (the shared prompt builder on held-out scenarios), greedy, fixed length;
   batch 1 runs the prompts one by one, batch 8 in one generate call, and "8 threads" sends them from 8 threads
   through the backend's batcher, the way concurrent evaluation games do.
-- prompt: prompt tokens read per second, batch 8 with one new token (in evaluation games, whose prompts grow to
-  thousands of tokens, this is most of the time); run it with --dtype bfloat16 to compare on CPUs with AVX512-BF16.
+- prompt: prompt tokens read per second, batch 8 with one new token, every prompt read whole (the throughput runs
+  keep no prefix cache); run it with --dtype bfloat16 to compare on CPUs with AVX512-BF16.
 Run: .venv/bin/python bench/generate.py [--tokens 48] [--threads N] [--skip-cold] [--dtype auto|float32|bfloat16]
-     [--turn K] [--verbose N] [--dynamic-cache]   (prompts at turn K with each past message repeated N times;
-     transformers' default cache instead of the static one the backend uses)
+     [--turn K] [--verbose N]   (prompts at turn K with each past message repeated N times)
 """
 
 from __future__ import annotations
@@ -103,7 +103,6 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="weights' dtype for the throughput runs (a LocalBackend dtype)")
     parser.add_argument("--turn", type=int, default=1, help="prompts at this turn of a game (longer with each turn)")
     parser.add_argument("--verbose", type=int, default=1, help="repeat each past message N times (longer prompts)")
-    parser.add_argument("--dynamic-cache", action="store_true", help="generate with the default (dynamic) KV cache")
     parser.add_argument("--arena-dtypes", default="int8,float32", help="dtypes for the Arena turn ('' to skip)")
     parser.add_argument("--arena-replies", default="compact,moves", help="reply formats for the Arena turn")
     args = parser.parse_args()
@@ -125,7 +124,7 @@ def main() -> None:
     from engine.llm.local import LocalBackend
 
     backend = LocalBackend("", max_batch=8, wait_s=0.05, dtype=args.dtype)
-    backend.static_cache = backend.static_cache and not args.dynamic_cache
+    backend.prefix_cache.budget_bytes = 0  # the same prompts run again and again here: read each whole
     # every row runs the full length: throughput is then tokens generated per second of wall time
     backend.net.generation_config.eos_token_id = None
     options = GenerationOptions(max_tokens=args.tokens, temperature=0.0)
@@ -157,8 +156,7 @@ def main() -> None:
     started = time.perf_counter()
     read = sum(r.input_tokens for r in backend.chat_batch(convs, GenerationOptions(max_tokens=1)))
     prompt_rate = read / (time.perf_counter() - started)
-    cache = "static" if backend.static_cache else "dynamic"
-    print(f"torch threads {torch.get_num_threads()}, {args.dtype} ({backend.dtype}), {cache} cache, "
+    print(f"torch threads {torch.get_num_threads()}, {args.dtype} ({backend.dtype}), "
           f"{args.tokens} new tokens, prompts of ~{read / len(convs):.0f} tokens")
     print(f"prompt, batch 8:      {prompt_rate:6.1f} tokens/s read")
     print(f"batch 1:              {one:6.1f} tokens/s")

@@ -276,9 +276,10 @@ def test_only_successful_and_self_belief(tmp_path, src, business):
     traj["turns"][0]["belief"] = belief
     ep = Episode.model_validate(traj)
     plain, mine = turn_examples(ep)[0], turn_examples(ep, self_belief=True)[0]
-    assert "Belief about the target: cost like 0.10" in plain.prompt[0]["content"]
+    assert "Belief about the target: cost like 0.10" in plain.prompt[1]["content"]  # last: it changes every turn
+    assert "Belief" not in plain.prompt[0]["content"] and "Turn 1" not in plain.prompt[0]["content"]
     assert "BELIEF:" not in plain.completion["content"]
-    assert "Belief about the target" not in mine.prompt[0]["content"]  # the model states its own belief instead
+    assert "Belief about the target" not in mine.prompt[1]["content"]  # the model states its own belief instead
     assert mine.completion["content"].startswith("BELIEF: cost like 0.10")
 
 

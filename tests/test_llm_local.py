@@ -172,19 +172,19 @@ def test_lora_adapter_loads_with_plus_syntax(tmp_path):
     assert quantised.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
 
 
-def test_static_cache_gives_the_same_greedy_text_as_the_default_cache():
+def test_a_later_turn_reads_only_its_new_tokens_and_writes_what_a_fresh_read_writes():
     """In float32: int8 weights quantise each call's activations with one scale for the whole batch, so a row's
     text may change with the rows beside it and with padding (the README says so)."""
     backend = shared_backend("", dtype="float32")
-    assert backend.static_cache  # SmolLM2 (Llama) supports it, so generation uses it
     options = GenerationOptions(max_tokens=16, temperature=0.0)
-    static = [r.text for r in backend.chat_batch([HI, LONG], options)]  # left-padded: rows of unequal length
-    backend.static_cache = False
-    try:
-        dynamic = [r.text for r in backend.chat_batch([HI, LONG], options)]
-    finally:
-        backend.static_cache = True
-    assert static == dynamic and all(static)
+    long_len = backend.chat_batch([LONG], options)[0].input_tokens
+    later = LONG + [{"role": "assistant", "content": "Krakow."}, {"role": "user", "content": "And for eight people?"}]
+    cache = backend.prefix_cache
+    reused = cache.reused_tokens
+    cached = [r.text for r in backend.chat_batch([HI, later], options)]  # left-padded: rows of unequal length
+    assert cache.reused_tokens - reused >= long_len - 1  # LONG's whole prompt was not read again
+    cache.clear()
+    assert [r.text for r in backend.chat_batch([HI, later], options)] == cached and all(cached)
 
 
 def test_dtype_option_loads_bfloat16_and_rejects_unknown_names():

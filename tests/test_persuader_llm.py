@@ -71,7 +71,7 @@ def test_turn_is_parsed_with_tracker_belief_and_usage_stored(api, business, stor
         "move": "disclose B.cost", "p_goal_before": 0.4, "p_goal_after": 0.7, "predicted_choice": "B",
         "alternatives": [{"move": "ask_choice", "p_goal": 0.45}],
     }
-    assert "Belief about the target" in api.bodies()[0]["system"]
+    assert "Belief about the target" in api.bodies()[0]["messages"][-1]["content"]
     rows = store.turns(episode.id)
     usage = json.loads(rows[0]["usage_json"])
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0 and usage["cost_usd"] > 0

@@ -6,6 +6,9 @@ threads are gathered by a `Batcher` and answered by a single left-padded `genera
 model between all those players: `shared_backend(path, adapter)` returns the same `LocalBackend` for the same
 model, and every `LocalBackend.chat` call goes through its batcher.
 
+Each prompt is read through a `PrefixCache` (`engine.llm.prefix_cache`): a game's next turn reads only its new
+exchange and belief line, not the scenario and the dialogue again.
+
 A reply may be decoded under a grammar (`chat_grammar`, `engine.llm.grammar`): each request in a batch keeps
 its own, so games of different scenarios still share a generate call.
 
@@ -29,6 +32,7 @@ from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, Tex
 from engine.llm.embedded import EMBEDDED_ALIASES, resolve_model_path
 from engine.llm.grammar import INSTALL_HINT, GrammarCompiler, GrammarLogits
 from engine.llm.grammar import available as grammar_available
+from engine.llm.prefix_cache import PrefixCache, stack
 
 DEFAULT_MAX_BATCH = 16
 DEFAULT_WAIT_S = 0.02  # how long the batcher always waits for other threads' requests before generating
@@ -236,11 +240,7 @@ class LocalBackend(Backend):
             model = _quantize_int8(model)
         self.dtype = "int8" if int8 else str(kwargs["dtype"]).removeprefix("torch.")
         self.net = model.eval()
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        # A cache allocated once per call and written in place; the default one grows by concatenation at every
-        # new token. On this lab's 2-core CPU in bfloat16: 1.34x the tokens/s one game at a time, 1.06x batched
-        # (bench/generate.py --turn 8 --verbose 8 --dtype bfloat16, with and without --dynamic-cache).
-        self.static_cache = bool(getattr(base, "_can_compile_fullgraph", False))
+        self.prefix_cache = PrefixCache()
         self.load_s = time.perf_counter() - started
         self._lock = threading.Lock()  # one generate at a time on this model
         self.batcher = Batcher(self._generate, max_batch, wait_s)
@@ -292,7 +292,6 @@ class LocalBackend(Backend):
     ) -> ChatResult:
         from transformers import TextIteratorStreamer
 
-        enc = self._encode([messages])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         started = time.perf_counter()
         output: dict[str, Any] = {}
@@ -301,12 +300,13 @@ class LocalBackend(Backend):
 
         def work() -> None:
             try:
-                output["ids"] = self._run(enc, options, streamer=streamer, grammars=[grammar], cancels=[stop])
+                output["ids"] = self._run(inputs, options, streamer=streamer, grammars=[grammar], cancels=[stop])
             except Exception as exc:  # end the stream so the reader is not left waiting
                 output["error"] = exc
                 streamer.end()
 
         with self._lock:
+            inputs = self._read([messages])
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             try:
@@ -324,16 +324,19 @@ class LocalBackend(Backend):
             raise KeyboardInterrupt
         if "ids" not in output:
             raise LabError(f"local model {self.model}: generation failed: {output.get('error')}")
-        return self._results(enc, output["ids"], options, started)[0]
+        return self._results(inputs, output["ids"], options, started)[0]
 
     # ----- generation ------------------------------------------------------------------------------------
-    def _encode(self, conversations: list[list[Message]]):
+    def _read(self, conversations: list[list[Message]]) -> dict[str, Any]:
+        """`generate` inputs for the conversations, each read through the prefix cache up to its last token."""
         texts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
         ]
-        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        rows = [self.prefix_cache.prefill(self.net, row) for row in ids]
+        return stack(rows, self.tokenizer.pad_token_id, self.device)
 
-    def _run(self, enc, options: GenerationOptions, streamer=None, grammars: list[str | None] | None = None,
+    def _run(self, inputs: dict[str, Any], options: GenerationOptions, streamer=None, grammars: list[str | None] | None = None,
              cancels: list[threading.Event | None] | None = None):
         import torch
 
@@ -361,10 +364,8 @@ class LocalBackend(Backend):
             from transformers import StoppingCriteriaList
 
             kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnEvent(cancels)])
-        if self.static_cache:
-            kwargs["cache_implementation"] = "static"
         with torch.inference_mode():
-            return self.net.generate(**enc, **kwargs)
+            return self.net.generate(**inputs, **kwargs)
 
     def _generate(
         self,
@@ -373,18 +374,18 @@ class LocalBackend(Backend):
         grammars: list[str | None] | None = None,
         cancels: list[threading.Event | None] | None = None,
     ) -> list[ChatResult]:
-        enc = self._encode(conversations)
         started = time.perf_counter()
         with self._lock:
-            ids = self._run(enc, options, grammars=grammars, cancels=cancels)
-        return self._results(enc, ids, options, started)
+            inputs = self._read(conversations)
+            ids = self._run(inputs, options, grammars=grammars, cancels=cancels)
+        return self._results(inputs, ids, options, started)
 
-    def _results(self, enc, ids, options: GenerationOptions, started: float) -> list[ChatResult]:
+    def _results(self, inputs: dict[str, Any], ids, options: GenerationOptions, started: float) -> list[ChatResult]:
         latency = (time.perf_counter() - started) * 1000.0
-        prompt_len = enc["input_ids"].shape[1]
+        prompt_len = inputs["input_ids"].shape[1]
         stop_ids = _as_set(self.net.generation_config.eos_token_id) | {self.tokenizer.eos_token_id}
         results = []
-        for row, mask in zip(ids, enc["attention_mask"], strict=True):
+        for row, mask in zip(ids, inputs["attention_mask"], strict=True):
             new = row[prompt_len:].tolist()
             n_out = next((i + 1 for i, t in enumerate(new) if t in stop_ids), len(new))
             text = self.tokenizer.decode(new[:n_out], skip_special_tokens=True).strip()

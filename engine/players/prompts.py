@@ -4,11 +4,16 @@ Data prep writes training examples with it and every language-model persuader bu
 a model is trained on exactly what it later sees. Prompts are kept compact: the embedded model trains on the
 CPU at a few hundred tokens a second.
 
-    system    = the scenario as the persuader sees it + the current belief state + the reply format
-    user      = the dialogue so far
+    system    = the scenario as the persuader sees it + the reply format: the same on every turn of a game
+    user      = the dialogue so far, then the current belief state and the turn number
     assistant = `moves.format_reply(...)`: REASONING, COUNTERFACTUAL, MOVES, MESSAGE (reply format `full`),
                 or MOVES and a short MESSAGE (`compact`), or MOVES alone (`moves`: the player renders the message);
                 `prepare --reply-format` and the spec's `?reply=` agree
+
+Everything that changes from turn to turn comes last, so each turn's prompt starts with the whole of the last
+turn's prompt up to its belief line: a local model reads only the new exchange and the belief again
+(`engine.llm.prefix_cache`). `PROMPT_VERSION` names this layout; `finetune` records it with the adapter, and a model
+trained on another layout gets a warning at play time.
 
 In the *hidden* condition nothing here can leak the target's preferences or knowledge: the builder is handed
 the persuader's side of the scenario (`game.persuader_side`), and the hidden state only through `revealed`.
@@ -28,6 +33,7 @@ from engine.players.reply_schema import reply_sections, writes_message
 if TYPE_CHECKING:
     from engine.game.record import Turn
 
+PROMPT_VERSION = 2  # 1: belief and turn number in the system prompt (adapters made before 2026-11-29)
 MOVE_HELP = (
     "MOVES: any of disclose P.attr=+1|0|-1 (must be true), ask_preference attr, ask_knowledge P.attr, "
     "ask_choice, appeal, conclude (ends the game), separated by ';'."
@@ -87,16 +93,16 @@ def counterfactual_text(cf: Mapping[str, Any] | None) -> str:
 
 def system_prompt(
     scenario: Scenario,
-    turn: int,
-    belief: Mapping[str, Any] | None = None,
     revealed: HiddenState | None = None,
     self_belief: bool = False,
     reply: str = "full",
 ) -> str:
+    """What stays the same on every turn of a game (the turn's belief and number go last: `turn_prompt`)."""
     goal = scenario.proposal(scenario.goal)
     lines = [
         f"You are {scenario.persuader_role}. {scenario.story.strip()}",
-        f"Get {scenario.target_role} to choose {goal.id} ({goal.name}). Never state a false effect.",
+        f"Get {scenario.target_role} to choose {goal.id} ({goal.name}) within {scenario.max_turns} turns. "
+        "Never state a false effect.",
         "Proposals: " + "; ".join(f"{p.id}={p.name}" for p in scenario.proposals) + ".",
         "Facts: "
         + " | ".join(
@@ -108,12 +114,9 @@ def system_prompt(
         prefs = ", ".join(f"{a} {v:+g}" for a, v in revealed.preferences.items())
         knows = ", ".join(sorted(fact_key(f) for f in revealed.target_knows)) or "nothing"
         lines.append(f"Target's preferences: {prefs}. Target knows: {knows}.")
-    text = belief_text(belief)
-    if text and not self_belief:
-        lines.append(f"Belief about the target: {text}.")
     sections = ", ".join(reply_sections(reply, self_belief))
     short = " (MESSAGE: one or two sentences)" if reply == "compact" else ""
-    lines.append(f"Turn {turn} of {scenario.max_turns}. Reply with {sections}{short}. {MOVE_HELP}")
+    lines.append(f"Reply with {sections}{short}. {MOVE_HELP}")
     if self_belief:
         lines.append("BELIEF: for each attribute the target's likely preference, e.g. cost -1 (0.8); then predicted choice X.")
     return "\n".join(lines)
@@ -121,12 +124,23 @@ def system_prompt(
 
 def dialogue_prompt(history: list[HistoryItem]) -> str:
     if not history:
-        return "The conversation starts. Write your first message."
+        return "The conversation starts."
     lines = []
     for i, item in enumerate(history, 1):
         moves = f" [{'; '.join(item.moves)}]" if item.moves else ""
         lines.append(f"{i}. You{moves}: {item.message}")
         lines.append(f"{i}. Them: {item.reply}")
+    return "\n".join(lines)
+
+
+def turn_prompt(history: list[HistoryItem], turn: int, belief: Mapping[str, Any] | None = None,
+                self_belief: bool = False) -> str:
+    """The user message: the dialogue, then what changes every turn (the tracker's belief, the turn number)."""
+    lines = [dialogue_prompt(history)]
+    text = belief_text(belief)
+    if text and not self_belief:
+        lines.append(f"Belief about the target: {text}.")
+    lines.append(f"Turn {turn}: write your reply.")
     return "\n".join(lines)
 
 
@@ -141,8 +155,8 @@ def persuader_messages(
 ) -> list[dict[str, str]]:
     """The system and user messages a persuader model sees before writing turn `turn`."""
     return [
-        {"role": "system", "content": system_prompt(scenario, turn, belief, revealed, self_belief, reply)},
-        {"role": "user", "content": dialogue_prompt(history)},
+        {"role": "system", "content": system_prompt(scenario, revealed, self_belief, reply)},
+        {"role": "user", "content": turn_prompt(history, turn, belief, self_belief)},
     ]
 
 

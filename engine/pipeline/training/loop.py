@@ -233,12 +233,13 @@ def run_training(cfg: TrainConfig, store: Store, parts: TrainerParts, *, resume:
     with cpu_threads(cfg.cpu_threads), warnings.catch_warnings():
         # trl still calls transformers' renamed `is_gradient_checkpointing`: a warning the user can do nothing about
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        return _run(cfg, store, build, resume, callbacks, echo, say, len(train_rows), reply_counts)
+        return _run(cfg, store, build, resume, callbacks, echo, say, len(train_rows), reply_counts,
+                    runs.prompt_layout(train_rows))
 
 
 def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None,
          extra_callbacks: list[Any] | None, echo: Echo | None, say: Say | None, n_rows: int,
-         reply_counts: dict[str, int]) -> dict[str, Any]:
+         reply_counts: dict[str, int], layout: int) -> dict[str, Any]:
     main = is_main_process()
     reply = runs.detect_reply_format(reply_counts, say if main else None)
     run_id, checkpoint = None, None
@@ -301,7 +302,7 @@ def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None
         return out
     tokenizer.save_pretrained(cfg.output)
     if reply:
-        runs.write_reply_format(cfg.output, reply, reply_counts)
+        runs.write_reply_format(cfg.output, reply, reply_counts, layout)
     metrics = dict(result.metrics) | runs.loss_summary(store, run_id)
     metrics["global_step"] = trainer.state.global_step
     metrics["num_input_tokens_seen"] = trainer.state.num_input_tokens_seen

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -17,11 +18,12 @@ from typing import Any
 
 from engine.errors import LabError
 from engine.files import atomic_write
+from engine.players.prompts import PROMPT_VERSION
 from engine.players.reply_schema import REPLY_FORMATS
 from engine.store import Store, dumps
 
 ENDED = ("finished", "failed", "interrupted")
-REPLY_FILE = "ptom_reply.json"  # beside adapter_config.json: the reply format the adapter was trained to write
+REPLY_FILE = "ptom_reply.json"  # beside adapter_config.json: the reply format and prompt layout the adapter learnt
 
 
 def new_run_id(name: str) -> str:
@@ -223,25 +225,53 @@ def detect_reply_format(counts: dict[str, int], say: Callable[[str], None] | Non
     return reply
 
 
-def write_reply_format(folder: str | Path, reply: str, counts: dict[str, int]) -> None:
-    """Record the adapter's reply format next to its adapter_config.json, so play uses it without `?reply=`."""
+def prompt_layout(rows: list[dict[str, Any]]) -> int:
+    """The prompt layout (`prompts.PROMPT_VERSION`) the rows were written with: layout 1 kept the turn number in
+    the system prompt. Rows without a system prompt are taken as the current layout."""
+    for row in rows:
+        messages = row.get("messages") or row.get("prompt") or []
+        system = next((m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "system"), None)
+        if system is not None:
+            return 1 if re.search(r"^Turn \d+ of \d+\.", system, re.MULTILINE) else PROMPT_VERSION
+    return PROMPT_VERSION
+
+
+def write_reply_format(folder: str | Path, reply: str, counts: dict[str, int], prompt: int = PROMPT_VERSION) -> None:
+    """Record the adapter's reply format (and prompt layout) next to its adapter_config.json, so play uses the
+    format without `?reply=` and warns about a layout the model never saw."""
     with atomic_write(Path(folder) / REPLY_FILE) as fh:
-        json.dump({"reply_format": reply, "rows": counts}, fh, indent=2)
+        json.dump({"reply_format": reply, "prompt_layout": prompt, "rows": counts}, fh, indent=2)
         fh.write("\n")
 
 
-def read_reply_format(folder: str | Path) -> str | None:
-    """The reply format recorded in an adapter folder, or None for a model without a record (a base model)."""
+def _reply_record(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / REPLY_FILE
     if not path.is_file():
         return None
     try:
-        reply = json.loads(path.read_text(encoding="utf-8")).get("reply_format")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LabError(f"{path}: not a readable reply-format record ({exc}); delete it to play without one") from None
+    if not isinstance(record, dict):
+        raise LabError(f"{path}: not a reply-format record (a mapping); delete it to play without one")
+    return record
+
+
+def read_reply_format(folder: str | Path) -> str | None:
+    """The reply format recorded in an adapter folder, or None for a model without a record (a base model)."""
+    record = _reply_record(folder)
+    if record is None:
+        return None
+    reply = record.get("reply_format")
     if reply not in REPLY_FORMATS:
-        raise LabError(f"{path}: unknown reply format {reply!r} (known: {', '.join(REPLY_FORMATS)})")
+        raise LabError(f"{Path(folder) / REPLY_FILE}: unknown reply format {reply!r} (known: {', '.join(REPLY_FORMATS)})")
     return reply
+
+
+def read_prompt_layout(folder: str | Path) -> int | None:
+    """The prompt layout an adapter was trained on: None without a record, 1 for a record older than the field."""
+    record = _reply_record(folder)
+    return None if record is None else int(record.get("prompt_layout", 1))
 
 
 def duration(seconds: float | None) -> str:

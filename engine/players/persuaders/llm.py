@@ -35,7 +35,7 @@ from engine.game.moves import parse_reply
 from engine.game.phrasing import persuader_message
 from engine.game.scenario import Scenario
 from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
-from engine.players.prompts import MOVE_HELP, messages_for_view
+from engine.players.prompts import MOVE_HELP, PROMPT_VERSION, messages_for_view
 from engine.players.reply_schema import (
     json_reply_text,
     reply_grammar,
@@ -62,6 +62,7 @@ class LLMPersuader(Persuader):
         structured: bool = False,
         trained_reply: str | None = None,
         fresh: bool = True,
+        trained_layout: int | None = None,
     ) -> None:
         if belief not in BELIEF_MODES:
             raise LabError(f"unknown belief mode '{belief}' (known: {', '.join(BELIEF_MODES)})")
@@ -73,6 +74,7 @@ class LLMPersuader(Persuader):
         self.options = options
         self.reply = reply
         self.trained_reply = trained_reply  # the format the adapter was trained on, where it recorded one
+        self.trained_layout = trained_layout  # the prompt layout it was trained on (`prompts.PROMPT_VERSION`)
         self.structured = structured
         self.grammar = structured and not backend.structured_output  # decoded here, under a grammar
         self.fresh = fresh  # structured output leaves out the moves the target has answered for good (`spent_moves`)
@@ -86,12 +88,17 @@ class LLMPersuader(Persuader):
 
     @property
     def format_warning(self) -> str | None:
-        """One line when the reply format asked for is not the one the model was trained on, else None."""
-        if self.trained_reply is None or self.trained_reply == self.reply:
-            return None
-        return (f"warning: {self.backend.describe()} was trained on the {self.trained_reply} reply format but plays "
-                f"with reply={self.reply}: its replies will parse worse and its results will suffer "
-                f"(leave out ?reply= to play the {self.trained_reply} format)")
+        """One line when the reply format asked for, or this lab's prompt layout, is not the one the model was
+        trained on, else None."""
+        if self.trained_reply is not None and self.trained_reply != self.reply:
+            return (f"warning: {self.backend.describe()} was trained on the {self.trained_reply} reply format but "
+                    f"plays with reply={self.reply}: its replies will parse worse and its results will suffer "
+                    f"(leave out ?reply= to play the {self.trained_reply} format)")
+        if self.trained_layout is not None and self.trained_layout != PROMPT_VERSION:
+            return (f"warning: {self.backend.describe()} was trained on prompt layout {self.trained_layout}; this lab "
+                    f"writes layout {PROMPT_VERSION} (the belief and turn number moved to the end of the prompt): "
+                    "prepare its data again and retrain it for results that mean something")
+        return None
 
     def check_scenario(self, scenario: Scenario) -> None:
         """A LabError naming the scenario when its reply grammar cannot be built for this model (nothing otherwise).
@@ -263,7 +270,7 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     from engine.llm.specs import SETTINGS, make_backend, model_spec
 
     model = model_spec(spec)
-    trained = trained_reply_format(model.model, model.adapter) if model.provider == "local" else None
+    trained, layout = trained_record(model.model, model.adapter) if model.provider == "local" else (None, None)
     reply = model.options.get("reply") or trained or "full"
     reply_sections(reply)  # a bad reply format is named before a model loads
     asked = model.options.get("structured")
@@ -280,17 +287,17 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     name = str(spec.without(*SETTINGS)) if resolve(spec.kind) else None  # an alias plays under its own name
     belief = model.options.get("belief", "tracker")
     return LLMPersuader(backend, belief, model.generation(defaults), name, reply=reply, structured=structured,
-                        trained_reply=trained, fresh=fresh)
+                        trained_reply=trained, fresh=fresh, trained_layout=layout)
 
 
-def trained_reply_format(path: str, adapter: str | None) -> str | None:
-    """The reply format `finetune` recorded for a local model: in its `+ADAPTER` folder, or in the folder itself
-    when that is an adapter; None for a base model (nothing recorded)."""
+def trained_record(path: str, adapter: str | None) -> tuple[str | None, int | None]:
+    """The reply format and prompt layout `finetune` recorded for a local model: in its `+ADAPTER` folder, or in
+    the folder itself when that is an adapter; (None, None) for a base model (nothing recorded)."""
     from engine.llm.embedded import EMBEDDED_ALIASES
-    from engine.pipeline.training.runs import read_reply_format
+    from engine.pipeline.training.runs import read_prompt_layout, read_reply_format
 
     folder = adapter or (None if path in EMBEDDED_ALIASES else path)
-    return read_reply_format(folder) if folder else None
+    return (read_reply_format(folder), read_prompt_layout(folder)) if folder else (None, None)
 
 
 def _flag(option: str, value: str | None, default: bool) -> bool:
