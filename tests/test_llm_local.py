@@ -10,7 +10,7 @@ import torch
 
 from engine.errors import LabError
 from engine.llm.base import ChatResult, GenerationOptions, cancel_on
-from engine.llm.local import Batcher, StopOnEvent, shared_backend
+from engine.llm.local import Batcher, StopOnEvent, release, shared_backend
 
 SHORT = GenerationOptions(max_tokens=12, temperature=0.0)  # the CPU is shared: keep generation short
 HI = [{"role": "user", "content": "Say hello."}]
@@ -170,6 +170,8 @@ def test_lora_adapter_loads_with_plus_syntax(tmp_path):
     quantised = make_backend(parse_spec("local", spec + "?dtype=int8"))  # merged, then int8
     assert quantised.dtype == "int8" and quantised is not tuned
     assert quantised.chat_batch([HI], GenerationOptions(max_tokens=3, temperature=0.0))[0].output_tokens > 0
+    release(str(tmp_path / "adapter"))  # both backends of the adapter are forgotten: the next spec loads afresh
+    assert make_backend(parse_spec("local", spec + "?dtype=float32")) is not tuned
 
 
 def test_a_later_turn_reads_only_its_new_tokens_and_writes_what_a_fresh_read_writes():

@@ -472,3 +472,11 @@ def shared_backend(
         if key not in _SHARED:
             _SHARED[key] = LocalBackend(path, adapter, load_in_4bit=load_in_4bit, dtype=dtype)
         return _SHARED[key]
+
+
+def release(folder: str) -> None:
+    """Forget the shared backends of a model or adapter folder: their weights and prefix cache go once the players
+    holding them are done (`improve` releases each round's adapter when the next round's games are played)."""
+    with _SHARED_LOCK:
+        for key in [k for k in _SHARED if folder in (k[0], k[1])]:
+            del _SHARED[key]

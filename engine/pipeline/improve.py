@@ -359,6 +359,10 @@ def _round(store: Store, cfg: ImproveConfig, run: dict[str, Any], k: int, adapte
     played = _eval(store, _eval_config(cfg, model_spec(cfg, adapter, cfg.temperature, reply), train_file,
                                        cfg.games_per_scenario, cfg.seed + 1000 * k),
                    name, f"round {k} games", cfg.concurrency, progress)
+    if adapter != "embedded":  # played for the last time: its weights and prefix cache can go
+        from engine.llm.local import release
+
+        release(adapter)
     episodes = run_episodes(store, played["id"])
     data = round_data(episodes, cfg.data, reply, k)
     data_path = folder / "data.jsonl"
