@@ -9,7 +9,7 @@ from engine.llm.base import Backend, ChatResult
 from engine.pipeline.training import runs
 from engine.players.persuaders.baselines import RevealAll
 from engine.players.persuaders.llm import LLMPersuader, trained_record
-from engine.players.prompts import PROMPT_VERSION, history_from_turns, persuader_messages
+from engine.players.prompts import PROMPT_VERSION, history_from_turns, persuader_messages, prompt_layout
 from engine.players.targets.rational import RationalTarget
 
 
@@ -42,8 +42,8 @@ def test_an_adapter_records_its_layout_and_one_trained_on_another_gets_a_warning
     old_row = {"messages": [{"role": "system", "content": "You are X.\nTurn 3 of 8. Reply with MOVES."},
                             {"role": "user", "content": "..."}, {"role": "assistant", "content": "MOVES: ask_choice"}]}
     new_row = {"messages": [*persuader_messages(business, 3, [], BELIEF), {"role": "assistant", "content": "MOVES: ask_choice"}]}
-    assert runs.prompt_layout([old_row]) == 1 and runs.prompt_layout([new_row]) == PROMPT_VERSION
-    runs.write_reply_format(tmp_path, "moves", {"moves": 1}, runs.prompt_layout([old_row]))
+    assert prompt_layout([old_row]) == 1 and prompt_layout([new_row]) == PROMPT_VERSION
+    runs.write_reply_format(tmp_path, "moves", {"moves": 1}, prompt_layout([old_row]))
     assert trained_record(str(tmp_path), None) == ("moves", 1)
     (tmp_path / runs.REPLY_FILE).write_text(json.dumps({"reply_format": "compact"}))  # written before the field
     assert runs.read_prompt_layout(tmp_path) == 1

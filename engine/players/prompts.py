@@ -21,6 +21,7 @@ the persuader's side of the scenario (`game.persuader_side`), and the hidden sta
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,17 @@ def system_prompt(
     if self_belief:
         lines.append("BELIEF: for each attribute the target's likely preference, e.g. cost -1 (0.8); then predicted choice X.")
     return "\n".join(lines)
+
+
+def prompt_layout(rows: Iterable[Mapping[str, Any]]) -> int:
+    """The layout (`PROMPT_VERSION`) training rows were written with, read from the first row's system prompt:
+    layout 1 carried `Turn k of N.` there. Rows without a system prompt are taken as the current layout."""
+    for row in rows:
+        messages = row.get("messages") or row.get("prompt") or []
+        system = next((m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "system"), None)
+        if system is not None:
+            return 1 if re.search(r"^Turn \d+ of \d+\.", system, re.MULTILINE) else PROMPT_VERSION
+    return PROMPT_VERSION
 
 
 def dialogue_prompt(history: list[HistoryItem]) -> str:

@@ -152,7 +152,7 @@ def json_reply_text(text: str, scenario: Scenario, reply: str = "full", self_bel
         message = [f"MESSAGE: {fields['MESSAGE']}"] if "MESSAGE" in fields else []
         return "\n".join([*lines, f"MOVES: {moves_text or 'none'}", *message])
     return format_reply(
-        fields.get("MESSAGE", "") if "MESSAGE" in fields else None,
+        fields.get("MESSAGE"),  # None: the format has no MESSAGE line
         parsed,
         reasoning=fields.get("REASONING", ""),
         counterfactual=fields.get("COUNTERFACTUAL", ""),

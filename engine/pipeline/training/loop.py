@@ -19,6 +19,7 @@ from typing import Any
 from engine.errors import LabError
 from engine.pipeline.training import runs
 from engine.pipeline.training.config import TrainConfig
+from engine.players.prompts import prompt_layout
 from engine.store import Store
 
 REPORT_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard"}
@@ -234,7 +235,7 @@ def run_training(cfg: TrainConfig, store: Store, parts: TrainerParts, *, resume:
         # trl still calls transformers' renamed `is_gradient_checkpointing`: a warning the user can do nothing about
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         return _run(cfg, store, build, resume, callbacks, echo, say, len(train_rows), reply_counts,
-                    runs.prompt_layout(train_rows))
+                    prompt_layout(train_rows))
 
 
 def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None,

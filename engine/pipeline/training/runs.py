@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -223,17 +222,6 @@ def detect_reply_format(counts: dict[str, int], say: Callable[[str], None] | Non
         say(f"warning: the training rows mix reply formats ({mix}); "
             f"the adapter is recorded as {reply}. Train on one `prepare --reply-format` output for a clean model")
     return reply
-
-
-def prompt_layout(rows: list[dict[str, Any]]) -> int:
-    """The prompt layout (`prompts.PROMPT_VERSION`) the rows were written with: layout 1 kept the turn number in
-    the system prompt. Rows without a system prompt are taken as the current layout."""
-    for row in rows:
-        messages = row.get("messages") or row.get("prompt") or []
-        system = next((m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "system"), None)
-        if system is not None:
-            return 1 if re.search(r"^Turn \d+ of \d+\.", system, re.MULTILINE) else PROMPT_VERSION
-    return PROMPT_VERSION
 
 
 def write_reply_format(folder: str | Path, reply: str, counts: dict[str, int], prompt: int = PROMPT_VERSION) -> None:
