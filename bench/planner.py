@@ -195,7 +195,8 @@ def run_planner(scenarios: list[Scenario], rules: str, condition: str, seeds: in
     """The planner on every scenario x personality x seed: outcomes, next-choice predictions, calibration."""
     results: dict = {}
     for pers, rep in itertools.product(PERSONALITIES, range(seeds)):
-        cell = results.setdefault(pers, {"wins": 0, "n": 0, "hits": 0, "preds": 0, "cal": [], "per_game": []})
+        cell = results.setdefault(pers, {"wins": 0, "n": 0, "hits": 0, "preds": 0, "cal": [], "per_game": [],
+                                         "first": []})
         for i, scenario in enumerate(scenarios):
             extra = {"rules": rules} if rules != "lab" else {}
             ep = play(scenario, make_persuader("planner"), RationalTarget(), personality=pers, condition=condition,
@@ -210,7 +211,28 @@ def run_planner(scenarios: list[Scenario], rules: str, condition: str, seeds: in
                 cell["hits"] += t.counterfactual.predicted_choice == t.target_state["favourite"]
                 cell["preds"] += 1
             cell["per_game"].append(len(ep.turns))
+            cell["first"].append(ep.turns[0].counterfactual.p_goal_after if ep.turns else None)
     return results
+
+
+def ece_bound(res: dict, max_turns: int) -> str | None:
+    """Why no persuader that is not told the personality gets ECE under 0.05 against every personality here.
+
+    Where every game against one personality is won (ECE there = 1 - mean prediction) and every game against
+    another is lost (ECE = mean prediction), the turn-1 predictions, made before any reply and so the same against
+    both, put max(ECE_won, ECE_lost) >= w_won * w_lost / (w_won + w_lost), w being turn 1's share of the
+    predictions: with at most `max_turns` (8) predictions a game, 1/16 = 0.0625 for any persuader."""
+    won = [p for p, c in res.items() if c["n"] and c["wins"] == c["n"]]
+    lost = [p for p, c in res.items() if c["n"] and c["wins"] == 0]
+    if not (won and lost):
+        return None
+    a, b = res[won[0]], res[lost[0]]
+    same = a["first"] == b["first"]
+    w_a, w_b = a["n"] / a["preds"], b["n"] / b["preds"]
+    return (f"every {won[0]} game won, every {lost[0]} game lost; turn-1 predictions "
+            f"{'identical' if same else 'NOT identical'} against both: max(ECE {won[0]}, ECE {lost[0]}) >= "
+            f"{w_a * w_b / (w_a + w_b):.3f} for this planner (turn-1 shares {w_a:.3f}, {w_b:.3f}), "
+            f">= {1 / (2 * max_turns):.4f} for any persuader not told the personality")
 
 
 def print_mindgames(sets: list[tuple[str, list[Scenario], str, str]], seeds: int, console: Console) -> None:
@@ -224,6 +246,7 @@ def print_mindgames(sets: list[tuple[str, list[Scenario], str, str]], seeds: int
     columns = ("episodes", "success [95% CI]", "next-choice acc.", "predictions", "Brier", "ECE", "ECE floor")
     for col in (*labels, *columns):
         table.add_column(col, justify="left" if col in labels else "right")
+    bounds: list[str] = []
     for name, scenarios, rules, condition in sets:
         started = time.perf_counter()
         res = run_planner(scenarios, rules, condition, seeds)
@@ -238,11 +261,16 @@ def print_mindgames(sets: list[tuple[str, list[Scenario], str, str]], seeds: int
             table.add_row(name, rules, condition, p, str(n), f"{wins / n:.3f} [{lo:.2f},{hi:.2f}]",
                           f"{hits / preds:.3f}", str(preds), f"{brier:.3f}", f"{ece:.3f}",
                           f"{ece_floor(pairs, per_game):.3f}")
+        bound = ece_bound(res, max(s.max_turns for s in scenarios)) if condition == "hidden" else None
+        if bound:
+            bounds.append(f"{name} / {rules} / {condition}: {bound}")
         cover = sum(covered(s) for s in scenarios)
         console.print(f"[dim]{name} / {rules} / {condition}: {len(scenarios)} scenarios x {len(PERSONALITIES)} "
                       f"personalities x {seeds} seed(s) in {elapsed:.1f} s; true state in the prior's support in "
                       f"{cover}/{len(scenarios)}[/dim]")
     console.print(table)
+    for line in bounds:
+        console.print(f"calibration bound, {line}", highlight=False)
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -96,6 +98,21 @@ def test_knowledge_prior_covers_every_number_of_known_facts():
     assert size_p[2] > size_p[5] > 0  # the generator's own sizes stay likelier, MindGames' 5 of 9 is in
     for s in load_file(MINDGAMES_PATH)[:12]:  # the target knows 5 of the 9 facts
         assert BeliefTracker(persuader_side(s)).state_mass(s.preferences, s.target_knows) > 0, s.id
+
+
+def test_a_public_number_of_known_facts_is_the_only_size_in_the_prior():
+    from engine.players.belief import knowledge_size_prior
+
+    assert knowledge_size_prior(9, 5).tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    s = load_file(MINDGAMES_PATH)[3]
+    side = persuader_side(s)
+    assert side.target_knows_count == 5 and not side.target_knows  # the count is public, the set is not
+    tr = BeliefTracker(side)
+    assert tr.state_mass(s.preferences, s.target_knows) > 0
+    assert tr.state_mass(s.preferences, sorted(s.target_knows)[:4]) == 0  # four known facts: not this game
+    blind = BeliefTracker(dataclasses.replace(side, target_knows_count=None))
+    assert blind.state_mass(s.preferences, sorted(s.target_knows)[:4]) > 0
+    assert tr.state_mass(s.preferences, s.target_knows) > blind.state_mass(s.preferences, s.target_knows)
 
 
 def test_mindgames_answers_are_evidence(business):

@@ -138,3 +138,12 @@ def test_max_train_tokens_is_a_flag_and_a_bad_value_is_one_line(tmp_path, capsys
     assert main([*args, "--backend", "openai", "--max-train-tokens", "1000"]) == 2
     assert "max_train_tokens stops a local run" in capsys.readouterr().err
     assert runs.list_runs(Store(str(tmp_path / "s.db"))) == []
+
+
+def test_init_adapter_is_a_flag_and_a_missing_adapter_is_one_line(tmp_path, capsys):
+    args = ["finetune", "--db", str(tmp_path / "s.db"), "--data", _chat_file(tmp_path), "--output", str(tmp_path / "m")]
+    assert main([*args, "--init-adapter", str(tmp_path / "none")]) == 2
+    assert f"init_adapter: no LoRA adapter at '{tmp_path / 'none'}'" in capsys.readouterr().err
+    assert main([*args, "--backend", "openai", "--init-adapter", str(tmp_path)]) == 2
+    assert "init_adapter continues a local LoRA adapter" in capsys.readouterr().err
+    assert runs.list_runs(Store(str(tmp_path / "s.db"))) == []

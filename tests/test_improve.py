@@ -5,6 +5,7 @@ interrupted continues where it stopped and the next round trains from the last a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,11 @@ from engine.pipeline.improve import (
     curve,
     get_run,
     improve,
+    open_run,
     planner_replies,
     round_data,
     scenario_files,
+    training_mix,
 )
 from engine.pipeline.training import runs, sft
 from engine.pipeline.training.config import load_config
@@ -87,8 +90,38 @@ def test_generated_scenario_sets_are_apart_from_each_other_and_the_held_out_set(
         scenario_files(ImproveConfig(out=str(tmp_path / "run"), val_scenarios="scenarios/heldout.jsonl"))
 
 
+def test_a_round_trains_on_every_round_so_far_and_a_fresh_sample_of_expert_rows(tmp_path):
+    own = [write_rows(tmp_path / f"r{k}.jsonl", chat_rows(k + 2)) for k in (1, 2)]  # rounds 1 and 2: 3 and 4 rows
+    expert = write_rows(tmp_path / "expert.jsonl", [{**r, "meta": {"source": "planner", "i": i}}
+                                                    for i, r in enumerate(chat_rows(40))])
+    cfg = ImproveConfig(out=str(tmp_path / "run"))
+    assert training_mix(cfg, 2, own) == (chat_rows(3) + chat_rows(4), 0)  # DAgger: rounds 1 and 2
+    assert training_mix(replace(cfg, aggregate=False), 2, own) == (chat_rows(4), 0)
+    mixed = replace(cfg, expert_data=expert, expert_share=0.3)
+    rows, n = training_mix(mixed, 2, own)
+    assert n == 3 and len(rows) == 10 and rows[:7] == chat_rows(3) + chat_rows(4)  # 3 of 10 rows are the planner's
+    assert len({r["meta"]["i"] for r in rows[7:]}) == 3
+    assert training_mix(mixed, 2, own) == (rows, n)  # a rerun of the round: the same rows
+    assert training_mix(mixed, 3, own)[0][7:] != rows[7:]  # another round: another sample
+    assert training_mix(replace(mixed, expert_share=0.99), 2, own)[1] == 40  # never more than the file holds
+
+
+def test_a_run_stored_before_aggregation_is_not_continued_with_it(store, tmp_path):
+    old = ImproveConfig(out=str(tmp_path / "run")).to_dict()
+    for key in ("aggregate", "expert_data", "expert_share"):  # as runs stored before these settings read
+        old.pop(key)
+    store.add_improve_run({"id": "0123456789ab", "name": "run", "out_dir": str((tmp_path / "run").resolve()),
+                           "status": "interrupted", "config_json": json.dumps(old), "start_model": "embedded",
+                           "rounds": 3, "pid": 0})
+    with pytest.raises(LabError, match="aggregate: False -> True"):
+        open_run(store, ImproveConfig(out=str(tmp_path / "run")))
+    assert open_run(store, ImproveConfig(out=str(tmp_path / "run"), aggregate=False))["id"] == "0123456789ab"
+
+
 @pytest.mark.parametrize(("flags", "error"), [
     (["--adapter", "models/none"], "no LoRA adapter at 'models/none'"),
+    (["--expert-share", "1"], "--expert-share must be between 0 and 1"),
+    (["--expert-data", "data/none.jsonl"], "--expert-data: no file 'data/none.jsonl'"),
     (["--max-turns", "0"], "must be at least 1"),
     (["--method", "ppo"], "argument --method: invalid choice: 'ppo'"),
 ])

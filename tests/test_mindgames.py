@@ -54,6 +54,7 @@ def test_shipped_set_is_200_mindgames_games_that_start_on_a_unique_choice():
     assert [s.id for s in scenarios] == [f"mindgames-{t:03d}" for t in range(200)]
     for s in scenarios:
         assert (len(s.proposals), len(s.attributes), len(s.target_knows), s.max_turns) == (3, 3, 5, 8)
+        assert s.target_knows_count == 5  # MindGames' rules make the number public (4 of the 9 facts hidden)
 
 
 @needs_records

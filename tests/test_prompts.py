@@ -51,3 +51,17 @@ def test_an_adapter_records_its_layout_and_one_trained_on_another_gets_a_warning
     assert warning and "trained on prompt layout 1" in warning and "retrain" in warning
     assert LLMPersuader(_Asker(), trained_layout=PROMPT_VERSION).format_warning is None
 
+
+
+def test_a_public_number_of_known_facts_is_in_the_hidden_condition_prompt(business):
+    from engine.game.interfaces import persuader_side, revealed_state
+    from engine.game.mindgames import SCENARIOS_PATH
+    from engine.game.scenario import load_file
+
+    game = load_file(SCENARIOS_PATH)[0]
+    line = "The target knows 5 of the 9 facts at the start; which ones is hidden."
+    hidden = persuader_messages(persuader_side(game), 1, [], BELIEF)[0]["content"]
+    told = persuader_messages(persuader_side(game), 1, [], BELIEF,
+                              revealed_state(game, "revealed", "cooperative"))[0]["content"]
+    assert line in hidden and line not in told  # told the very facts, the count says nothing more
+    assert "facts at the start" not in persuader_messages(business, 1, [], BELIEF)[0]["content"]

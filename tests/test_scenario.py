@@ -40,6 +40,9 @@ def test_heldout_set_has_100_scenarios():
 def test_round_trip_through_dict(business):
     again = Scenario.from_dict(business.to_dict())
     assert again == business
+    assert "target_knows_count" not in business.to_dict()  # not public unless a file says so
+    counted = Scenario.from_dict(small(target_knows_count=1))
+    assert counted.target_knows_count == 1 and Scenario.from_dict(counted.to_dict()) == counted
 
 
 @pytest.mark.parametrize(
@@ -54,6 +57,9 @@ def test_round_trip_through_dict(business):
         ({"target_knows": ["A.fun", "B.fun"]}, "initial choice is tied between A, B"),
         ({"effects": {"A": {"cost": 1, "fun": -1}, "B": {"cost": -1, "fun": 1}}}, "cannot be won"),
         ({"proposals": [{"id": "A"}]}, "need 2 to 5"),
+        ({"target_knows_count": 2}, "target_knows_count is 2 but target_knows lists 1 fact"),
+        ({"target_knows_count": 5}, "target_knows_count must be an integer from 0 to 4"),
+        ({"target_knows_count": "1"}, "target_knows_count must be an integer"),
     ],
 )
 def test_bad_scenarios_name_the_field(change, message):

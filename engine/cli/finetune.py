@@ -28,6 +28,8 @@ OPTIONS: dict[str, tuple[Any, str]] = {
     "--output": (str, "adapter folder, e.g. models/NAME (checkpoints go inside; default: a new models/run-DATE-TIME-ID); "
                       "a folder that holds another run is refused"),
     "--name": (str, "run and model name (default: the output folder's name)"),
+    "--init-adapter": (str, "continue training this LoRA adapter folder (its weights, rank and layers) instead of "
+                            "fresh LoRA weights, e.g. more plain SFT beside `ptom-lab improve`'s rounds"),
     "--eval-data": (str, "held-out file in the same format: eval loss every --save-steps"),
     "--validation-data": (str, "OpenAI backend: a validation file"),
     "--epochs": (float, "passes over the data (local default 1; OpenAI default auto)"),

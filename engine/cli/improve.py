@@ -15,7 +15,8 @@ EPILOG = """\
 Each round: (1) the current adapter plays the training scenarios (--games-per-scenario games each, fresh seeds
 every round) against --target; (2) data: turns of won games as the model wrote them (ei) and, at every state it
 visited, the planner's reply there (dagger); (3) the adapter trains on it (--steps), continuing from the last
-round's LoRA weights; (4) it plays the validation scenarios with the same seeds every round (round 0: the start
+round's LoRA weights, on the rows of every round so far (--no-aggregate: this round's only) and, with
+--expert-data, a sample of the planner's rows; (4) it plays the validation scenarios with the same seeds every round (round 0: the start
 model). Rerun the same command after a kill to continue; raise --rounds to add rounds. The games are evaluation
 runs named improve-ID-rK-play / improve-ID-rK-val: `ptom-lab compare improve-ID-r0-val improve-ID-r3-val`
 tests a round against round 0. Default scenario sets are generated with fixed seeds into --out; the training set
@@ -50,6 +51,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--data", choices=DATA_MODES, default=d.data, help=f"what to learn from (default {d.data})")
     p.add_argument("--method", choices=METHODS, default=d.method, help="sft (default): on the --data rows; grpo: trl's GRPO on the round's games, "
                                                      "rewarded by the game (P(goal) after each move, the outcome)")
+    p.add_argument("--aggregate", action=argparse.BooleanOptionalAction, default=d.aggregate,
+                   help="train each round on the rows of every round so far, as DAgger does (default: on)")
+    p.add_argument("--expert-data", default=None, help="the planner's chatml rows (`ptom-lab prepare`'s output, e.g. "
+                                                       "the start adapter's data/train.jsonl): a fresh sample of them "
+                                                       "joins every round's training rows")
+    p.add_argument("--expert-share", type=float, default=d.expert_share,
+                   help=f"share of a round's training rows drawn from --expert-data (default {d.expert_share})")
     p.add_argument("--steps", type=positive_int, default=d.steps, help=f"optimizer steps a round (default {d.steps})")
     p.add_argument("--max-train-tokens", type=positive_int, default=None,
                    help="or end a round's training at this many training tokens (equal-compute comparisons)")
@@ -81,7 +89,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         method=args.method, steps=args.steps, max_train_tokens=args.max_train_tokens, train_config=args.train_config,
         lr=args.lr, reply_format=args.reply_format, max_turns=args.max_turns, max_tokens=args.max_tokens,
         temperature=args.temperature, eval_temperature=args.eval_temperature, dtype=args.dtype,
-        concurrency=args.concurrency, seed=args.seed,
+        concurrency=args.concurrency, seed=args.seed, aggregate=args.aggregate, expert_data=args.expert_data,
+        expert_share=args.expert_share,
     )
 
 

@@ -137,7 +137,8 @@ def attribute_ids(names: Sequence[str]) -> dict[str, str]:
 
 
 def to_scenario(record: GameRecord, stories: Mapping[str, Mapping[str, str]], scenario_id: str) -> Scenario:
-    """The lab scenario of a recorded game: the target knows every fact MindGames did not hide from it."""
+    """The lab scenario of a recorded game: the target knows every fact MindGames did not hide from it, and how many
+    it knows is public (`target_knows_count`), as MindGames' rules are."""
     ids = attribute_ids(record.attributes)
     story = stories.get(record.story, {})
     data: dict[str, Any] = {
@@ -156,6 +157,7 @@ def to_scenario(record: GameRecord, stories: Mapping[str, Mapping[str, str]], sc
         "goal": record.persuader_choice,
         "max_turns": record.turn_limit,
     }
+    data["target_knows_count"] = len(data["target_knows"])  # public in MindGames: its rules hide 4 of the 9 facts
     return Scenario.from_dict(data, f"games.csv:{record.line}")
 
 

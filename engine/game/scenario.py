@@ -77,6 +77,10 @@ class Scenario:
     target_role: str = "the decision maker"
     persuader_role: str = "the advisor"
     max_turns: int = 8
+    # How many facts the target knows at the start, when the game makes that public (MindGames' rules: 5 of the
+    # 9); which ones stays hidden. Persuaders keep it (`persuader_side`): the planner's belief puts its prior on
+    # that many, the prompt states it. None: not public, any number is possible.
+    target_knows_count: int | None = None
     source: str = field(default="", compare=False)
 
     # ----- derived views -------------------------------------------------------------------------
@@ -129,6 +133,7 @@ class Scenario:
             "target_knows": sorted(fact_key(f) for f in self.target_knows),
             "goal": self.goal,
             "max_turns": self.max_turns,
+            **({"target_knows_count": self.target_knows_count} if self.target_knows_count is not None else {}),
         }
 
     @classmethod
@@ -215,6 +220,13 @@ class Scenario:
         max_turns = data.get("max_turns", 8)
         if not isinstance(max_turns, int) or isinstance(max_turns, bool) or not 1 <= max_turns <= 50:
             raise ScenarioError(f"{where}: max_turns must be an integer from 1 to 50, got {max_turns!r}")
+        count = data.get("target_knows_count")
+        n_facts = len(pids) * len(aids)
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= n_facts):
+            raise ScenarioError(f"{where}: target_knows_count must be an integer from 0 to {n_facts} (the facts), "
+                                f"got {count!r}")
+        if count is not None and knows and count != len(knows):
+            raise ScenarioError(f"{where}: target_knows_count is {count} but target_knows lists {len(knows)} fact(s)")
 
         scenario = cls(
             id=sid,
@@ -230,6 +242,7 @@ class Scenario:
             target_knows=frozenset(knows),
             goal=goal,
             max_turns=max_turns,
+            target_knows_count=count,
             source=where,
         )
         if check_interesting:

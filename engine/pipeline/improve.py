@@ -9,7 +9,10 @@ there. Each round closes the loop with the game's exact reward and its cheap exp
    every state the model visited, the planner's reply as the label (`dagger`): the planner catches up on the
    visited history and acts, and the row's prompt is exactly what the model saw (`dataprep.turn_examples`), the
    completion the planner's move in the adapter's reply format (`prompts.assistant_text`);
-3. *train*: the adapter is trained on that data, continuing from the last round's LoRA weights (`init_adapter`);
+3. *train*: the adapter is trained on that data, continuing from the last round's LoRA weights (`init_adapter`).
+   As DAgger proper, a round trains on the rows of every round so far (`aggregate`), and with `expert_data` (the
+   planner's rows that `prepare` wrote for the start adapter) a fresh sample of them makes up `expert_share` of
+   the round's training file, so the model keeps what it first learned while it is corrected where it drifts;
 4. *evaluate*: the new adapter plays the validation scenarios as `improve-<id>-r<k>-val`, with the same seeds
    every round (round 0 is the start model), so `ptom-lab compare` can pair any round with any other.
 
@@ -46,6 +49,7 @@ DATA_MODES = ("ei+dagger", "ei", "dagger")  # the first is the default
 METHODS = ("sft", "grpo")  # grpo: trl's GRPOTrainer on the round's games, rewarded by the game (training/grpo.py)
 TRAIN_SEED = 1601  # the default scenario sets: fixed, so a rerun (and another machine) plays the same ones
 VAL_SEED = 1602
+LEGACY = {"aggregate": False, "expert_data": None, "expert_share": 0.5}  # how runs stored before these settings ran
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -79,6 +83,9 @@ class ImproveConfig:
     dtype: str | None = None
     concurrency: int = 4
     seed: int = 0
+    aggregate: bool = True  # train on the rows of every round so far (DAgger's aggregated data), not this round's only
+    expert_data: str | None = None  # chatml rows of the planner (prepare's output), mixed into every round
+    expert_share: float = 0.5  # the expert rows' share of a round's training file, when expert_data is given
 
     def check(self) -> ImproveConfig:
         """A bad setting is one line naming it, before any game is played."""
@@ -91,6 +98,10 @@ class ImproveConfig:
         for name in ("n_train", "n_val", "rounds", "games_per_scenario", "val_games", "steps", "concurrency"):
             if getattr(self, name) < 1:
                 raise LabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.expert_share < 1:
+            raise LabError(f"--expert-share must be between 0 and 1 (exclusive), got {self.expert_share}")
+        if self.expert_data and not Path(self.expert_data).is_file():
+            raise LabError(f"--expert-data: no file '{self.expert_data}' (the chatml rows `ptom-lab prepare` wrote)")
         if self.adapter != "embedded" and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise LabError(f"--adapter: no LoRA adapter at '{self.adapter}' (expected adapter_config.json), "
                            "or give 'embedded'")
@@ -238,6 +249,25 @@ def round_data(episodes: list[Episode], mode: str, reply: str, round_: int) -> R
     return RoundData(rows, len(finished), wins, ei, dagger)
 
 
+def training_mix(cfg: ImproveConfig, k: int, own: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """Round k's training rows and how many of them are expert rows.
+
+    `own`: the data files of rounds 1..k (the model's games), all of them under `aggregate`, else round k's. With
+    `expert_data`, rows drawn from it without replacement (seeded by the run seed and the round, so each round
+    meets other demonstrations and a rerun the same ones) make up `expert_share` of the file."""
+    import random
+
+    from engine.jsonl import json_lines
+
+    rows = [row for path in (own if cfg.aggregate else own[-1:]) for _, row in json_lines(path)]
+    if not cfg.expert_data:
+        return rows, 0
+    expert = [row for _, row in json_lines(cfg.expert_data)]
+    want = round(len(rows) * cfg.expert_share / (1 - cfg.expert_share))
+    drawn = random.Random(cfg.seed * 1000 + k).sample(expert, min(want, len(expert)))
+    return rows + drawn, len(drawn)
+
+
 def _row(ex: Example, source: str, round_: int) -> dict[str, Any]:
     from engine.pipeline.dataprep import sft_row
 
@@ -253,7 +283,7 @@ def open_run(store: Store, cfg: ImproveConfig) -> dict[str, Any]:
     rows = store.find_improve_runs(str(Path(cfg.out).resolve()))
     if rows:
         row = rows[0]
-        old = json.loads(row["config_json"])
+        old = {**LEGACY, **json.loads(row["config_json"])}
         new = cfg.to_dict()
         diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if k != "rounds" and old.get(k) != v]
         if diff:
@@ -373,13 +403,23 @@ def _round(store: Store, cfg: ImproveConfig, run: dict[str, Any], k: int, adapte
     say(f"round {k}: {data.wins}/{data.games} games won; {data.ei_rows} expert-iteration and {data.dagger_rows} "
         f"DAgger rows -> {data_path}")
     finished = [e for e in episodes if e.status == "finished" and e.outcome is not None]
+    rounds = {r["round"]: r for r in store.improve_rounds(run["id"])}
+    mix, n_expert = training_mix(cfg, k, [rounds[j]["data_path"] for j in range(1, k) if rounds[j]["data_path"]]
+                                 + [str(data_path)])
+    train_path = folder / "train.jsonl"
+    with atomic_write(train_path) as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in mix)
+    if len(mix) != len(data.rows):
+        say(f"round {k}: training on {len(mix)} rows ({len(mix) - n_expert} from the model's games of "
+            f"{'rounds 1-' + str(k) if cfg.aggregate and k > 1 else 'this round'}, {n_expert} expert rows) "
+            f"-> {train_path}")
     if not (finished if cfg.method == "grpo" else data.rows):  # nothing to learn from: the model stays as it was
         say(f"round {k}: no training rows; the adapter stays {adapter}")
-        previous = {r["round"]: r for r in store.improve_rounds(run["id"])}[k - 1]
+        previous = rounds[k - 1]
         store.put_improve_round(run["id"], k, status="finished", adapter=adapter, eval_run_id=previous["eval_run_id"],
                                 val_successes=previous["val_successes"], val_n=previous["val_n"])
         return adapter
-    result = _train(store, cfg, run, k, adapter, str(data_path), folder, say, finished, reply)
+    result = _train(store, cfg, run, k, adapter, str(train_path), folder, say, finished, reply)
     store.put_improve_round(run["id"], k, train_run_id=result["run_id"], adapter=result["output"])
     _evaluate_round(store, cfg, run, k, result["output"], val_file, reply, say, progress)
     return result["output"]

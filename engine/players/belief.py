@@ -6,7 +6,7 @@ sample for larger ones) and the six published personalities of the rule-based ta
 (`engine.players.targets.rational.PERSONALITIES`; in the revealed condition the persuader may be told which). The prior
 over preferences is the scenario generator's; over knowledge, any number of facts is possible
 (`knowledge_size_prior`), so a target that knows most facts (MindGames' knows 5 of 9) is as much in the belief
-as the generator's. It is conditioned on what every playable scenario satisfies (a unique first choice that is not
+as the generator's; where the game makes the number public (`Scenario.target_knows_count`), only sets of that size. It is conditioned on what every playable scenario satisfies (a unique first choice that is not
 the goal, and some true disclosures would make the goal its unique best). Every reply is folded in by Bayes' rule
 with the same numbers the rule-based target uses (its choice rule is `engine.game.rules.choose_array`), mixed with a
 small noise term so that a target that does not follow the model (a language model, a person) bends the belief
@@ -43,12 +43,16 @@ def _sign(x: float) -> int:
     return (x > 0) - (x < 0)
 
 
-def knowledge_size_prior(f_count: int) -> np.ndarray:
+def knowledge_size_prior(f_count: int, known: int | None = None) -> np.ndarray:
     """P(the target starts knowing z of the `f_count` facts), z = 0..f_count, every set of one size equally likely.
 
-    Half the mass is the lab generator's own draw (2 to a third of the facts); the other half is spread evenly over
-    every size, so a target that knows most facts (MindGames' knows 5 of 9) is as well covered as one that knows few.
+    `known`: the number the game makes public (`Scenario.target_knows_count`), which then has all the mass.
+    Otherwise half the mass is the lab generator's own draw (2 to a third of the facts) and the other half is spread
+    evenly over every size, so a target that knows most facts (MindGames' knows 5 of 9) is covered as well as one
+    that knows few.
     """
+    if known is not None:
+        return np.eye(f_count + 1)[known]
     out = np.full(f_count + 1, BROAD_SHARE / (f_count + 1))
     lo, hi = min(2, f_count), min(f_count, max(2, f_count // 3))
     out[lo : hi + 1] += (1 - BROAD_SHARE) / (hi - lo + 1)
@@ -152,7 +156,7 @@ class BeliefTracker:
         f_count = len(self.facts)
         eff_idx = np.flatnonzero(self.fact_eff != 0)
         n_eff, n_zero = len(eff_idx), f_count - len(eff_idx)
-        size_p = knowledge_size_prior(f_count)
+        size_p = knowledge_size_prior(f_count, self.scenario.target_knows_count)
         one_set = np.array([  # the prior of one particular set of z facts with an effect
             sum(math.comb(n_zero, j) * size_p[z + j] / math.comb(f_count, z + j) for j in range(n_zero + 1))
             for z in range(n_eff + 1)

@@ -111,6 +111,9 @@ def system_prompt(
             for p in scenario.proposals
         ),
     ]
+    if revealed is None and scenario.target_knows_count is not None:
+        lines.append(f"The target knows {scenario.target_knows_count} of the {len(scenario.facts)} facts at the "
+                     "start; which ones is hidden.")
     if revealed is not None:
         prefs = ", ".join(f"{a} {v:+g}" for a, v in revealed.preferences.items())
         knows = ", ".join(sorted(fact_key(f) for f in revealed.target_knows)) or "nothing"

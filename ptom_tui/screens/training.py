@@ -286,6 +286,7 @@ class TrainingPane(ReportsFailures, Vertical):
         numbers = {key: _number(form, key, int) for key in ("rounds", "games_per_scenario", "steps", "n_train", "n_val")}
         config = ImproveConfig(out=form["out"] or f"models/improve-{time.strftime('%Y%m%d-%H%M%S')}",
                                adapter=form["adapter"] or "embedded", data=form["data"],
+                               expert_data=form.get("expert_data") or None,
                                **{k: v for k, v in numbers.items() if v is not None})
         return improve_job(config, self.app.db_path)
 
@@ -377,6 +378,7 @@ class ImproveForm(NewRunForm):
     FIELDS = (
         ("adapter", "start adapter", "blank: embedded SmolLM2 (untrained)", "text"),
         ("out", "output folder", "blank: a new models/improve-DATE-TIME", "text"),
+        ("expert_data", "expert rows", "blank: none; e.g. data/train.jsonl, mixed into every round", "text"),
         ("rounds", "rounds", "blank: 3", "integer"),
         ("games_per_scenario", "games per scenario", "blank: 2", "integer"),
         ("steps", "steps per round", "blank: 20", "integer"),

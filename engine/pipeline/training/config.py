@@ -111,6 +111,8 @@ class TrainConfig:
             raise LabError(f"max_train_tokens must be at least 1, got {self.max_train_tokens}")
         if self.max_train_tokens is not None and self.backend == "openai":
             raise LabError("max_train_tokens stops a local run; the OpenAI API trains whole epochs (use epochs)")
+        if self.init_adapter and self.backend == "openai":
+            raise LabError("init_adapter continues a local LoRA adapter; an OpenAI fine-tune starts from --model")
         if self.init_adapter and not (Path(self.init_adapter) / "adapter_config.json").is_file():
             raise LabError(f"init_adapter: no LoRA adapter at '{self.init_adapter}' (expected adapter_config.json)")
         if not self.name:
