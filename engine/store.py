@@ -209,12 +209,19 @@ def _m005_improve_runs(db: sqlite_utils.Database) -> None:
     db["improve_rounds"].create_index(["improve_id", "round"], unique=True)
 
 
+def _m006_eval_notes(db: sqlite_utils.Database) -> None:
+    """A run's warnings from before its first game (an adapter asked for a reply format or prompt layout it was not
+    trained on), kept with the run: a run started from the TUI printed them only to a log nobody sees."""
+    db["eval_runs"].add_column("notes", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_sessions_and_turns", _m001_sessions),
     ("002_research_loop", _m002_research_loop),
     ("003_foreign_keys", _m003_foreign_keys),
     ("004_session_rules", _m004_session_rules),
     ("005_improve_runs", _m005_improve_runs),
+    ("006_eval_notes", _m006_eval_notes),
 ]
 
 

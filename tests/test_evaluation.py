@@ -191,3 +191,25 @@ def test_every_agent_meets_the_same_target_on_the_same_episode(store):
     assert targets(greedy) == targets(again) == planned
     assert len({seed for _, seed, _ in planned}) == 20 and len({p for _, _, p in planned}) > 1
     assert paired(greedy, again)["pairs"] == 20
+
+
+def test_an_adapters_format_warning_is_kept_with_its_run(store, tmp_path):
+    """A real (tiny) LoRA adapter recorded as trained on prompt layout 1: the run's row keeps the warning that the
+    CLI prints, so the TUI's Evaluation pane can show it for a run it started in a child process."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.llm.embedded import embedded_model_dir
+    from engine.llm.local import release
+    from engine.pipeline.training import runs
+
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch.float32)
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"], lora_alpha=4)).save_pretrained(tmp_path / "old")
+    runs.write_reply_format(tmp_path / "old", "moves", {"moves": 1}, prompt=1)
+    notes: list[str] = []
+    config = EvalConfig(model=f"local:{tmp_path / 'old'}?max_tokens=4&temperature=0", num_eval=1, max_turns=1)
+    result = evaluate(store, config, name="old-layout", on_note=notes.append)
+    release(str(tmp_path / "old"))
+    assert len(notes) == 1 and "trained on prompt layout 1" in notes[0]
+    assert result.run["notes"] == notes[0] and store.find_eval_run("old-layout")["notes"] == notes[0]

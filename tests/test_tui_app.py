@@ -11,13 +11,14 @@ import time
 
 import pytest
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Input, ProgressBar, RichLog, Select, TabbedContent
+from textual.widgets import DataTable, Input, Label, ProgressBar, RichLog, Select, TabbedContent
 from tui_fixtures import build_store
 
 from engine.pipeline import jobs
 from engine.pipeline.training.config import TrainConfig
 from engine.store import Store, session_trajectory
 from ptom_tui.app import ACTIONS, PANES, LabApp
+from ptom_tui.screens.evaluation import EvaluationPane
 
 
 async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
@@ -438,6 +439,26 @@ async def test_question_mark_opens_the_help_but_types_in_a_box(db):
         app.query_one("#sessions-table", DataTable).focus()
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HelpScreen")
+
+
+async def test_a_running_evaluations_warning_is_on_screen(db):
+    """A run started from the pane plays in a child process; its warning (an adapter trained on another prompt
+    layout) reaches the screen through the run's row: a notification once, and the status line while it runs."""
+    note = "warning: local:models/old was trained on prompt layout 1; this lab writes layout 2"
+    store = Store(db)
+    store.add_eval_run({"id": "warn00000001", "name": "old-adapter", "persuader": "local:models/old",
+                        "target": "rational", "config_json": "{}", "status": "running", "n_planned": 10, "notes": note})
+    store.close()
+    app = LabApp(db)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("f5")
+        status = app.query_one("#eval-status", Label)
+        await wait_for(pilot, lambda: note in str(status.content))
+        assert "running old-adapter: 0/10 games" in str(status.content)
+        assert [str(n.message) for n in app._notifications].count(note) == 1
+        app.query_one(EvaluationPane).poll()
+        await pilot.pause(0.3)
+        assert [str(n.message) for n in app._notifications].count(note) == 1  # once per run, not per poll
 
 
 async def test_ctrl_e_twice_starts_one_evaluation(db):

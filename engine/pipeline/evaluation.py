@@ -216,7 +216,7 @@ def evaluate(
     on_note: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Play (or resume) a run and store its results. `on_start(total, done)` and `on_episode` drive a progress bar;
-    `on_note` gets `check_run`'s notes (warnings) before the first game.
+    `on_note` gets `check_run`'s notes (warnings) before the first game; the run's row keeps them (`notes`).
 
     A player's failure ends only its episode (errored, reason kept); a run whose every episode errored is marked
     `errored` (with `results["first_error"]`), not finished. Ctrl-C stops the run, marks it interrupted and
@@ -227,6 +227,8 @@ def evaluate(
         for note in notes:
             on_note(note)
     run = open_run(store, name, config, len(specs))
+    if notes:  # kept with the run, where the TUI's Evaluation pane shows them
+        store.update_eval_run(run["id"], notes="\n".join(notes))
     done = store.finished_episode_keys(run["id"])
     todo = [s for s in specs if s.key not in done]
     if on_start:

@@ -103,6 +103,7 @@ class EvaluationPane(ReportsFailures, Vertical):
         yield table
 
     def on_mount(self) -> None:
+        self.noted: set[str] = set()  # runs whose notes have been shown
         self.poll()
         self.set_interval(POLL_S, self.poll)
 
@@ -129,13 +130,21 @@ class EvaluationPane(ReportsFailures, Vertical):
                 table.add_row(*row, key=key)
             if table.row_count:
                 table.move_cursor(row=min(cursor, table.row_count - 1))
+        for r in runs:  # a run's warning (an adapter playing a format it was not trained on), once per run
+            if r.get("notes") and r["id"] not in self.noted:
+                self.noted.add(r["id"])
+                if r["status"] == "running":
+                    self.app.notify(r["notes"], title=f"Evaluation {r['name'] or r['id']}", severity="warning",
+                                    timeout=15)
         running = [r for r in runs if r["status"] == "running"]
         bar = self.query_one(ProgressBar)
         if running:
             r = running[0]
             bar.update(total=r["n_planned"] or None, progress=r["done"])
-            self.query_one("#eval-status", Label).update(
-                Text(f"running {r['name'] or r['id']}: {r['done']}/{r['n_planned'] or '?'} games"))
+            status = Text(f"running {r['name'] or r['id']}: {r['done']}/{r['n_planned'] or '?'} games")
+            if r.get("notes"):
+                status.append(f"  {r['notes']}", style="yellow")
+            self.query_one("#eval-status", Label).update(status)
         else:
             bar.update(total=1, progress=1 if runs else 0)
             self.query_one("#eval-status", Label).update(
