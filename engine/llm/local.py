@@ -151,7 +151,7 @@ def _resolve(path: str, adapter: str | None) -> tuple[str, str | None]:
     if not folder.is_dir():
         raise LabError(f"no model folder at '{model_dir}' (give a local Hugging Face folder, or leave it empty for the embedded model)")
     if adapter is None and (folder / "adapter_config.json").exists() and not (folder / "config.json").exists():
-        base = _json_config(folder / "adapter_config.json").get("base_model_name_or_path") or ""
+        base = adapter_base(folder)
         adapter, model_dir = str(folder), resolve_model_path(base or None)
         if not Path(model_dir).is_dir():
             raise LabError(f"{folder}/adapter_config.json: base model '{base}' is not a local folder")
@@ -174,6 +174,11 @@ def _check_files(folder: Path, config: str, weights: tuple[str, ...], what: str)
     _json_config(folder / config)
     if not any(next(folder.glob(pattern), None) for pattern in weights):
         raise LabError(f"'{folder}' is not {what}: it has {config} but no weights ({', '.join(weights)})")
+
+
+def adapter_base(folder: str | Path) -> str:
+    """The base model a LoRA adapter folder names (its adapter_config.json), '' when it names none."""
+    return _json_config(Path(folder) / "adapter_config.json").get("base_model_name_or_path") or ""
 
 
 def _json_config(path: Path) -> dict:

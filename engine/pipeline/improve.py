@@ -129,10 +129,9 @@ def reply_format(cfg: ImproveConfig, say: Say | None = None) -> str:
 
 def base_model(adapter: str) -> str:
     """The base a LoRA adapter was trained on (its adapter_config.json), or `embedded`."""
-    if adapter == "embedded":
-        return "embedded"
-    config = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
-    return config.get("base_model_name_or_path") or "embedded"
+    from engine.llm.local import adapter_base
+
+    return "embedded" if adapter == "embedded" else adapter_base(adapter) or "embedded"
 
 
 def model_spec(cfg: ImproveConfig, adapter: str, temperature: float, reply: str) -> str:
