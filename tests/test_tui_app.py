@@ -466,8 +466,8 @@ async def test_ctrl_e_twice_starts_one_evaluation(db):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.query_one("#eval-table", DataTable).row_count == 2)
-        app.query_one("#eval-model", Input).value = "random"
-        app.query_one("#eval-n", Input).value = "3"
+        app.query_one("#eval-model", Input).value = "planner"  # 100 planner games: still running at the second press
+        app.query_one("#eval-n", Input).value = "100"
         await pilot.press("ctrl+e", "ctrl+e")
         assert len(app.jobs) == 1 and app.jobs[0][0].job.kind == "evaluate"
         assert any("already running" in str(n.message) for n in app._notifications)
