@@ -100,6 +100,11 @@ def test_each_run_gets_a_folder_of_its_own_and_a_used_one_is_refused(tmp_path):
     with pytest.raises(LabError, match=r"holds another run's files \(train.log\)"):
         runs.check_output_free(store, files)
     runs.check_output_free(store, tmp_path / "fresh")
+    # two runs that both passed the check before either had a row: the second's row is refused, not added
+    with pytest.raises(LabError, match=f"holds training run {run_id} .*started at the same time"):
+        runs.start_run(store, {}, backend="local", method="sft", base_model="m", data_path="d", output_dir=held,
+                       name="second")
+    assert [r["id"] for r in runs.output_holders(store, held)] == [run_id]
 
 
 def _row(text: str) -> dict:

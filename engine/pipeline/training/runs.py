@@ -32,12 +32,19 @@ def new_run_id(name: str) -> str:
 
 def start_run(store: Store, config: dict[str, Any], *, backend: str, method: str, base_model: str,
               data_path: str, output_dir: str, name: str, run_id: str | None = None) -> str:
+    """The run's row. Its output folder is claimed under the store's write lock: of two runs started at once into
+    one folder (both passed `check_output_free` before either had a row), the second is refused here."""
     run_id = run_id or new_run_id(name)
-    store.add_training_run({
-        "id": run_id, "name": name, "backend": backend, "method": method, "base_model": base_model,
-        "data_path": data_path, "output_dir": output_dir, "status": "running", "config_json": dumps(config),
-        "pid": os.getpid(),
-    })
+    with store.transaction():
+        other = output_holders(store, output_dir) if output_dir else []
+        if other:
+            raise LabError(f"output folder {output_dir} holds training run {other[0]['id']} ({other[0]['status']}), "
+                           "started at the same time: pick a new folder")
+        store.add_training_run({
+            "id": run_id, "name": name, "backend": backend, "method": method, "base_model": base_model,
+            "data_path": data_path, "output_dir": output_dir, "status": "running", "config_json": dumps(config),
+            "pid": os.getpid(),
+        })
     return run_id
 
 
