@@ -133,6 +133,28 @@ def test_spent_moves_come_from_what_the_target_said():
         "ask_knowledge C.cost", "disclose C.cost"}  # a decline and a doubt stay open; so does ask_choice
 
 
+def test_conclude_stated_offers_conclude_only_right_after_the_target_chose_the_goal(compiler, business):
+    from engine.game.interfaces import Exchange, Statement
+    from engine.players.reply_schema import goal_just_stated
+
+    options = GenerationOptions(max_tokens=160)
+    backend = GrammarBackend("MOVES: ask_choice\nMESSAGE: Which one?")
+    persuader = LLMPersuader(backend, options=options, structured=True, conclude="stated")
+    play(replace(business, max_turns=2), persuader, RationalTarget())
+    held = reply_grammar(business, max_tokens=160, spent={"conclude"})
+    assert backend.grammars == [held, held]  # the target named its first choice, never the goal (DESIGN.md 1)
+    assert not accepts(compiler, held, "REASONING: x\nCOUNTERFACTUAL: y\nMOVES: conclude\nMESSAGE: m")
+    assert accepts(compiler, reply_grammar(business, max_tokens=160), "REASONING: x\nCOUNTERFACTUAL: y\nMOVES: conclude\nMESSAGE: m")
+    chose = [Exchange("m", [], "r", [Statement("choice", business.goal)], [])]
+    assert goal_just_stated(chose, business.goal)
+    assert not goal_just_stated([*chose, Exchange("m", [], "r", [], [])], business.goal)  # said before the last turn
+    assert not goal_just_stated([], business.goal)
+    with pytest.raises(LabError, match="conclude=stated holds back a move, which needs structured output"):
+        LLMPersuader(backend, structured=False, conclude="stated")
+    with pytest.raises(LabError, match="conclude=never: unknown"):
+        LLMPersuader(backend, structured=True, conclude="never")
+
+
 def test_a_grammar_error_ends_the_game_before_any_turn(business):
     backend = GrammarBackend(broken=True)
     persuader = LLMPersuader(backend, structured=True)

@@ -199,8 +199,8 @@ run_id = runs.start_run(store, {}, backend="local", method="sft", base_model="m"
                         name="live", run_id="live-run")
 runs.update_run(store, run_id, total_steps=10)
 for step in range(1, 11):
-    time.sleep(0.3)
-    runs.add_step(store, run_id, {"step": step, "loss": 2.0 / step, "tokens_per_s": 100.0, "eta_s": 0.3 * (10 - step)})
+    time.sleep(0.5)  # the app polls the store: on a loaded machine 0.3 s a step could pass unseen
+    runs.add_step(store, run_id, {"step": step, "loss": 2.0 / step, "tokens_per_s": 100.0, "eta_s": 0.5 * (10 - step)})
 runs.finish_run(store, run_id, {"train_loss": 0.2})
 """
 

@@ -12,7 +12,7 @@ writes BELIEF first. A structured reply is read back into the free-text format
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from engine.errors import LabError
@@ -43,7 +43,8 @@ def writes_message(reply: str) -> bool:
 def move_choices(scenario: Scenario, spent: Collection[str] = ()) -> list[str]:
     """Every move the persuader may make in this scenario, as the text `parse_move` reads; disclosures only true.
 
-    `spent` (from `spent_moves`) leaves out the moves the target has already answered for good."""
+    `spent` (from `spent_moves`) leaves out the moves the target has already answered for good, and `conclude`
+    where the persuader holds it back (`conclude=stated`)."""
     facts = [(p, a) for p in scenario.proposal_ids for a in scenario.attribute_ids]
     return [
         *(f"disclose {fact_key(f)}={scenario.effects[f[0]][f[1]]:+d}" for f in facts if f"disclose {fact_key(f)}" not in spent),
@@ -51,7 +52,7 @@ def move_choices(scenario: Scenario, spent: Collection[str] = ()) -> list[str]:
         *(f"ask_knowledge {fact_key(f)}" for f in facts if f"ask_knowledge {fact_key(f)}" not in spent),
         "ask_choice",
         "appeal",
-        "conclude",
+        *(["conclude"] if "conclude" not in spent else []),
     ]
 
 
@@ -71,6 +72,16 @@ def spent_moves(history: Iterable[Exchange]) -> set[str]:
         if st.kind in ("knows", "accepted") and st.value == 1:
             spent.add(f"disclose {st.subject}")
     return spent
+
+
+CONCLUDE_RULES = ("any", "stated")  # when a held reply may `conclude`: at any turn, or once the goal is just chosen
+
+
+def goal_just_stated(history: Sequence[Exchange], goal: str) -> bool:
+    """Whether the target's last reply named the goal as its choice: the one state in which `conclude=stated`
+    lets a model end the game. A model that concludes while the target still prefers a rival loses the game on
+    the spot, which is how finetuned SmolLM2 adapters lost most of their held-out games."""
+    return bool(history) and any(st.kind == "choice" and st.subject == goal for st in history[-1].statements)
 
 
 def reply_schema(

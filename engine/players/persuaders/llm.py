@@ -37,6 +37,8 @@ from engine.game.scenario import Scenario
 from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
 from engine.players.prompts import MOVE_HELP, PROMPT_VERSION, messages_for_view
 from engine.players.reply_schema import (
+    CONCLUDE_RULES,
+    goal_just_stated,
     json_reply_text,
     reply_grammar,
     reply_schema,
@@ -63,12 +65,18 @@ class LLMPersuader(Persuader):
         trained_reply: str | None = None,
         fresh: bool = True,
         trained_layout: int | None = None,
+        conclude: str = "any",
     ) -> None:
         if belief not in BELIEF_MODES:
             raise LabError(f"unknown belief mode '{belief}' (known: {', '.join(BELIEF_MODES)})")
         reply_sections(reply)  # an unknown reply format fails here, before any game starts
         if structured and not (backend.structured_output or backend.grammar_output):
             raise LabError(f"{backend.describe()} has no structured output: leave out structured=1")
+        if conclude not in CONCLUDE_RULES:
+            raise LabError(f"conclude={conclude}: unknown (known: {', '.join(CONCLUDE_RULES)})")
+        if conclude != "any" and not structured:
+            raise LabError(f"conclude={conclude} holds back a move, which needs structured output: leave out "
+                           "structured=0")
         self.backend = backend
         self.belief_mode = belief
         self.options = options
@@ -78,8 +86,10 @@ class LLMPersuader(Persuader):
         self.structured = structured
         self.grammar = structured and not backend.structured_output  # decoded here, under a grammar
         self.fresh = fresh  # structured output leaves out the moves the target has answered for good (`spent_moves`)
+        self.conclude = conclude  # `stated`: `conclude` is offered only right after the target chose the goal
         marks = [text for text, on in (("belief=self", belief == "self"), (f"reply={reply}", reply != "full"),
-                                       ("fresh=0", structured and not fresh)) if on]
+                                       ("fresh=0", structured and not fresh),
+                                       (f"conclude={conclude}", conclude != "any")) if on]
         self.name = name or backend.describe() + ("?" + "&".join(marks) if marks else "")
         self.on_text: Callable[[str], None] | None = None  # set (e.g. by the TUI) to stream the reply as it comes
         self.tracker = None
@@ -126,6 +136,8 @@ class LLMPersuader(Persuader):
         """The model's answer and its reply text (a structured answer read back into the free-text format)."""
         self_belief = self.belief_mode == "self"
         spent = spent_moves(view.history) if self.fresh else set()
+        if self.conclude == "stated" and not goal_just_stated(view.history, view.scenario.goal):
+            spent.add("conclude")
         if self.grammar:
             grammar = self._grammar(view.scenario, spent)
             result = self.backend.chat_grammar(messages, grammar, self.options, self.on_text)
@@ -287,7 +299,8 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     name = str(spec.without(*SETTINGS)) if resolve(spec.kind) else None  # an alias plays under its own name
     belief = model.options.get("belief", "tracker")
     return LLMPersuader(backend, belief, model.generation(defaults), name, reply=reply, structured=structured,
-                        trained_reply=trained, fresh=fresh, trained_layout=layout)
+                        trained_reply=trained, fresh=fresh, trained_layout=layout,
+                        conclude=model.options.get("conclude", "any"))
 
 
 def trained_record(path: str, adapter: str | None) -> tuple[str | None, int | None]:
