@@ -106,9 +106,17 @@ def test_a_round_trains_on_every_round_so_far_and_a_fresh_sample_of_expert_rows(
     assert training_mix(replace(mixed, expert_share=0.99), 2, own)[1] == 40  # never more than the file holds
 
 
+def test_the_rounds_games_carry_the_conclude_option(tmp_path):
+    from engine.pipeline.improve import model_spec
+
+    cfg = ImproveConfig(out=str(tmp_path / "run"), conclude="stated")
+    assert model_spec(cfg, "models/a", 0.7, "moves") == "local:models/a?reply=moves&temperature=0.7&conclude=stated"
+    assert "conclude" not in model_spec(replace(cfg, conclude="any"), "embedded", 0.0, "moves")
+
+
 def test_a_run_stored_before_aggregation_is_not_continued_with_it(store, tmp_path):
     old = ImproveConfig(out=str(tmp_path / "run")).to_dict()
-    for key in ("aggregate", "expert_data", "expert_share"):  # as runs stored before these settings read
+    for key in ("aggregate", "expert_data", "expert_share", "conclude"):  # as runs stored before these settings
         old.pop(key)
     store.add_improve_run({"id": "0123456789ab", "name": "run", "out_dir": str((tmp_path / "run").resolve()),
                            "status": "interrupted", "config_json": json.dumps(old), "start_model": "embedded",

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                                                        "joins every round's training rows")
     p.add_argument("--expert-share", type=float, default=d.expert_share,
                    help=f"share of a round's training rows drawn from --expert-data (default {d.expert_share})")
+    p.add_argument("--conclude", choices=("any", "stated"), default=d.conclude,
+                   help="the games' persuader option: stated offers conclude only right after the target chose the "
+                        "goal (default any)")
     p.add_argument("--steps", type=positive_int, default=d.steps, help=f"optimizer steps a round (default {d.steps})")
     p.add_argument("--max-train-tokens", type=positive_int, default=None,
                    help="or end a round's training at this many training tokens (equal-compute comparisons)")
@@ -90,7 +93,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         lr=args.lr, reply_format=args.reply_format, max_turns=args.max_turns, max_tokens=args.max_tokens,
         temperature=args.temperature, eval_temperature=args.eval_temperature, dtype=args.dtype,
         concurrency=args.concurrency, seed=args.seed, aggregate=args.aggregate, expert_data=args.expert_data,
-        expert_share=args.expert_share,
+        expert_share=args.expert_share, conclude=args.conclude,
     )
 
 
