@@ -26,6 +26,7 @@ Example: ptom-lab improve --adapter models/ptom-smollm2 --out models/improve-1 -
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from engine.pipeline.improve import DATA_MODES, METHODS, TRAIN_SEED, ImproveConfig
+    from engine.players.reply_schema import CONCLUDE_RULES
 
     d = ImproveConfig(out="")
     p = sub.add_parser("improve", parents=[common], help="the model learns from its own games (expert iteration, DAgger)",
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                                                        "joins every round's training rows")
     p.add_argument("--expert-share", type=float, default=d.expert_share,
                    help=f"share of a round's training rows drawn from --expert-data (default {d.expert_share})")
-    p.add_argument("--conclude", choices=("any", "stated"), default=d.conclude,
+    p.add_argument("--conclude", choices=CONCLUDE_RULES, default=d.conclude,
                    help="the games' persuader option: stated offers conclude only right after the target chose the "
                         "goal (default any)")
     p.add_argument("--steps", type=positive_int, default=d.steps, help=f"optimizer steps a round (default {d.steps})")
