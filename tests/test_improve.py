@@ -268,14 +268,16 @@ async def test_the_training_pane_draws_an_improve_runs_curve_and_refuses_a_bad_f
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ImproveForm"
                        and app.screen.query_one("#form-data", Select).value == "ei+dagger")  # filled in on mount
         labels = [str(label.content) for label in app.screen.query(Label)]
-        assert "learn from" in labels and "steps per round" in labels
+        assert "learn from" in labels and "steps per round" in labels and "conclude" in labels
         app.screen.query_one("#form-adapter", Input).value = "models/none"
         app.screen.query_one("#form-rounds", Input).value = "2"
+        app.screen.query_one("#form-conclude", Select).value = "stated"
         await pilot.pause()
         await pilot.click("#form-start")
         await wait_for(pilot, lambda: any("no LoRA adapter at 'models/none'" in str(n.message)
                                           for n in app._notifications))
-        assert not app.jobs and pane.improve_form["rounds"] == "2"
+        assert not app.jobs and (pane.improve_form["rounds"], pane.improve_form["conclude"]) == ("2", "stated")
+        assert pane.improve_job({**pane.improve_form, "adapter": ""}).settings.conclude == "stated"
 
 
 def test_the_training_form_builds_an_improve_job(tmp_path):

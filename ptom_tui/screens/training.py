@@ -27,6 +27,7 @@ from textual_plotext import PlotextPlot
 from engine.errors import LabError
 from engine.pipeline.improve import DATA_MODES
 from engine.pipeline.training.config import METHODS
+from engine.players.reply_schema import CONCLUDE_RULES
 from ptom_tui.messages import ReportsFailures
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ class TrainingPane(ReportsFailures, Vertical):
         numbers = {key: _number(form, key, int) for key in ("rounds", "games_per_scenario", "steps", "n_train", "n_val")}
         config = ImproveConfig(out=form["out"] or f"models/improve-{time.strftime('%Y%m%d-%H%M%S')}",
                                adapter=form["adapter"] or "embedded", data=form["data"],
-                               expert_data=form.get("expert_data") or None,
+                               expert_data=form.get("expert_data") or None, conclude=form.get("conclude") or "any",
                                **{k: v for k, v in numbers.items() if v is not None})
         return improve_job(config, self.app.db_path)
 
@@ -324,7 +325,7 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
     FORM_TITLE = "[b]New training run[/b] (in the background; it goes on if the lab quits)"
-    CHOICE: tuple[str, str, tuple[str, ...]] = ("method", "method", METHODS)  # id, label, options of the Select
+    CHOICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (("method", "method", METHODS),)  # id, label, options
     FIELDS = (  # id, label, placeholder, Input type
         ("data", "training file", "e.g. training_data.jsonl", "text"),
         ("output", "output folder", "blank: a new models/run-DATE-TIME", "text"),
@@ -345,7 +346,6 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
         keys = [key for key, *_ in self.FIELDS]
         if "data" in keys and not self.values.get("data") and Path("training_data.jsonl").exists():
             self.values["data"] = "training_data.jsonl"  # what Data > Prepare wrote
-        choice, choice_label, options = self.CHOICE
         with Vertical(classes="dialog"):
             yield Label(self.FORM_TITLE)
             with Grid(classes="form"):
@@ -353,9 +353,10 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
                     yield Label(label)
                     yield Input(self.values.get(key, ""), placeholder=placeholder, id=f"form-{key}", type=kind,
                                 compact=True)
-                yield Label(choice_label)
-                yield Select([(m, m) for m in options], value=self.values.get(choice, options[0]),
-                             allow_blank=False, id=f"form-{choice}", compact=True)
+                for choice, choice_label, options in self.CHOICES:
+                    yield Label(choice_label)
+                    yield Select([(m, m) for m in options], value=self.values.get(choice, options[0]),
+                                 allow_blank=False, id=f"form-{choice}", compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Start", id="form-start", variant="primary", compact=True)
                 yield Button("Cancel", id="form-cancel", compact=True)
@@ -366,7 +367,7 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
 
     @on(Button.Pressed, "#form-start")
     def start(self) -> None:
-        keys = [key for key, *_ in self.FIELDS] + [self.CHOICE[0]]
+        keys = [key for key, *_ in self.FIELDS] + [key for key, *_ in self.CHOICES]
         self.dismiss({key: str(self.query_one(f"#form-{key}").value or "").strip() for key in keys})
 
 
@@ -374,7 +375,8 @@ class ImproveForm(NewRunForm):
     """`ptom-lab improve` from the Training pane: the settings a run needs most (the CLI takes every one)."""
 
     FORM_TITLE = "[b]Improve: the model learns from its own games[/b] (in the background)"
-    CHOICE = ("data", "learn from", DATA_MODES)
+    CHOICES = (("data", "learn from", DATA_MODES),
+               ("conclude", "conclude", CONCLUDE_RULES))  # stated: only right after the target named the goal
     FIELDS = (
         ("adapter", "start adapter", "blank: embedded SmolLM2 (untrained)", "text"),
         ("out", "output folder", "blank: a new models/improve-DATE-TIME", "text"),
