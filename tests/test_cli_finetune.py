@@ -147,3 +147,11 @@ def test_init_adapter_is_a_flag_and_a_missing_adapter_is_one_line(tmp_path, caps
     assert main([*args, "--backend", "openai", "--init-adapter", str(tmp_path)]) == 2
     assert "init_adapter continues a local LoRA adapter" in capsys.readouterr().err
     assert runs.list_runs(Store(str(tmp_path / "s.db"))) == []
+
+
+def test_finetune_takes_grpo_and_checks_its_prompt_file_before_loading(tmp_path, capsys):
+    db = str(tmp_path / "s.db")
+    code = main(["finetune", "--db", db, "--method", "grpo", "--data", _chat_file(tmp_path), "--output", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.jsonl:1: a grpo row needs prompt, scenario" in err and "Traceback" not in err
+    assert runs.list_runs(Store(db)) == []

@@ -16,6 +16,7 @@ from rich.table import Table
 from engine.cli.common import add_json_flag, console, open_store, print_rows
 from engine.cli.improve import show_improve
 from engine.pipeline.improve import run_rows as improve_rows
+from engine.pipeline.training.config import METHODS
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -59,12 +60,14 @@ OPTIONS: dict[str, tuple[Any, str]] = {
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("finetune", parents=[common], help="train a LoRA adapter (SFT, KTO, DPO) or an OpenAI fine-tune",
+    p = sub.add_parser("finetune", parents=[common], help="train a LoRA adapter (SFT, KTO, DPO, GRPO) or an OpenAI fine-tune",
                        description="Train a persuader. Settings come from flags, a --config YAML file, or both "
                                    "(flags win). Several GPUs: accelerate launch -m engine finetune ...")
     p.add_argument("--config", help="YAML file of settings (keys are the flag names, e.g. lora_r: 16)")
     p.add_argument("--backend", choices=["local", "openai"], default=None, help="local (default) or openai")
-    p.add_argument("--method", choices=["sft", "kto", "dpo"], default=None, help="sft (default), kto or dpo")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="sft (default), kto, dpo, or grpo (online RL: --data is a prompt file of played games, e.g. an "
+                        "improve round's grpo_prompts.jsonl)")
     for flag, (kind, text) in OPTIONS.items():
         p.add_argument(flag, type=kind, default=None, help=text)
     p.add_argument("--packing", action=argparse.BooleanOptionalAction, default=None,
