@@ -106,17 +106,18 @@ def test_a_round_trains_on_every_round_so_far_and_a_fresh_sample_of_expert_rows(
     assert training_mix(replace(mixed, expert_share=0.99), 2, own)[1] == 40  # never more than the file holds
 
 
-def test_the_rounds_games_carry_the_conclude_option(tmp_path):
+def test_the_rounds_games_carry_the_persuader_options(tmp_path):
     from engine.pipeline.improve import model_spec
 
     cfg = ImproveConfig(out=str(tmp_path / "run"), conclude="stated")
     assert model_spec(cfg, "models/a", 0.7, "moves") == "local:models/a?reply=moves&temperature=0.7&conclude=stated"
+    assert model_spec(replace(cfg, disclose="stated"), "models/a", 0, "moves").endswith("&conclude=stated&disclose=stated")
     assert "conclude" not in model_spec(replace(cfg, conclude="any"), "embedded", 0.0, "moves")
 
 
 def test_a_run_stored_before_aggregation_is_not_continued_with_it(store, tmp_path):
     old = ImproveConfig(out=str(tmp_path / "run")).to_dict()
-    for key in ("aggregate", "expert_data", "expert_share", "conclude"):  # as runs stored before these settings
+    for key in ("aggregate", "expert_data", "expert_share", "conclude", "disclose"):  # as runs stored before these settings
         old.pop(key)
     store.add_improve_run({"id": "0123456789ab", "name": "run", "out_dir": str((tmp_path / "run").resolve()),
                            "status": "interrupted", "config_json": json.dumps(old), "start_model": "embedded",
@@ -272,12 +273,14 @@ async def test_the_training_pane_draws_an_improve_runs_curve_and_refuses_a_bad_f
         app.screen.query_one("#form-adapter", Input).value = "models/none"
         app.screen.query_one("#form-rounds", Input).value = "2"
         app.screen.query_one("#form-conclude", Select).value = "stated"
+        app.screen.query_one("#form-disclose", Select).value = "stated"
         await pilot.pause()
         await pilot.click("#form-start")
         await wait_for(pilot, lambda: any("no LoRA adapter at 'models/none'" in str(n.message)
                                           for n in app._notifications))
         assert not app.jobs and (pane.improve_form["rounds"], pane.improve_form["conclude"]) == ("2", "stated")
-        assert pane.improve_job({**pane.improve_form, "adapter": ""}).settings.conclude == "stated"
+        settings = pane.improve_job({**pane.improve_form, "adapter": ""}).settings
+        assert (settings.conclude, settings.disclose) == ("stated", "stated")
 
 
 def test_the_training_form_builds_an_improve_job(tmp_path):

@@ -155,6 +155,34 @@ def test_conclude_stated_offers_conclude_only_right_after_the_target_chose_the_g
         LLMPersuader(backend, structured=True, conclude="never")
 
 
+def test_disclose_stated_holds_back_disclosures_the_targets_own_words_rule_out(compiler, business):
+    """Goal A; the target says it dislikes travel: A.travel=+1 would lower the goal, B.travel=-1 raise a rival."""
+    from engine.game.interfaces import Exchange, Statement
+    from engine.players.reply_schema import harmful_disclosures
+
+    said = [Exchange("m", [], "r", [Statement("preference", "cost", -1), Statement("preference", "travel", -1)], [])]
+    assert harmful_disclosures(said, business) == {"disclose A.travel", "disclose B.travel"}  # cost: none hurts A
+    assert harmful_disclosures(said, business, {"bonding": 1.0}) == {  # revealed: C.bonding=+1 raises a rival
+        "disclose A.travel", "disclose B.travel", "disclose C.bonding"}
+    assert harmful_disclosures([Exchange("m", [], "r", [Statement("preference", "travel", 0)], [])], business) == set()
+    assert harmful_disclosures([], business) == set()
+
+    options = GenerationOptions(max_tokens=160)
+    backend = GrammarBackend("REASONING: x\nCOUNTERFACTUAL: y\nMOVES: ask_preference travel\nMESSAGE: Travel?")
+    persuader = LLMPersuader(backend, options=options, structured=True, disclose="stated")
+    assert persuader.name == "fake:grammar?disclose=stated"
+    episode = play(replace(business, max_turns=2), persuader, RationalTarget())
+    assert [st.text() for st in episode.turns[0].statements] == ["preference travel -1"]
+    held = reply_grammar(business, max_tokens=160, spent={"ask_preference travel", "disclose A.travel", "disclose B.travel"})
+    assert backend.grammars == [reply_grammar(business, max_tokens=160), held]
+    assert not accepts(compiler, held, "REASONING: x\nCOUNTERFACTUAL: y\nMOVES: disclose A.travel=+1\nMESSAGE: m")
+    assert accepts(compiler, held, "REASONING: x\nCOUNTERFACTUAL: y\nMOVES: disclose C.travel=+1\nMESSAGE: m")
+    with pytest.raises(LabError, match="disclose=stated holds back a move, which needs structured output"):
+        LLMPersuader(backend, structured=False, disclose="stated")
+    with pytest.raises(LabError, match="disclose=none: unknown"):
+        LLMPersuader(backend, structured=True, disclose="none")
+
+
 def test_a_grammar_error_ends_the_game_before_any_turn(business):
     backend = GrammarBackend(broken=True)
     persuader = LLMPersuader(backend, structured=True)

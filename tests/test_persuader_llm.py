@@ -248,3 +248,7 @@ def test_bad_reply_and_structured_options_are_clear_errors(api):
         make_persuader("openai:gpt-4o?fresh=maybe")
     with pytest.raises(LabError, match="structured=1 or structured=0"):
         make_persuader("openai:gpt-4o?structured=maybe")
+    with pytest.raises(LabError, match="disclose=maybe: unknown"):
+        make_persuader("openai:gpt-4o?disclose=maybe")
+    held = make_persuader("openai:gpt-4o?conclude=stated&disclose=stated")
+    assert (held.conclude, held.disclose) == ("stated", "stated") and held.name.endswith("conclude=stated&disclose=stated")

@@ -26,7 +26,7 @@ Example: ptom-lab improve --adapter models/ptom-smollm2 --out models/improve-1 -
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from engine.pipeline.improve import DATA_MODES, METHODS, TRAIN_SEED, ImproveConfig
-    from engine.players.reply_schema import CONCLUDE_RULES
+    from engine.players.reply_schema import CONCLUDE_RULES, DISCLOSE_RULES
 
     d = ImproveConfig(out="")
     p = sub.add_parser("improve", parents=[common], help="the model learns from its own games (expert iteration, DAgger)",
@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--conclude", choices=CONCLUDE_RULES, default=d.conclude,
                    help="the games' persuader option: stated offers conclude only right after the target chose the "
                         "goal (default any)")
+    p.add_argument("--disclose", choices=DISCLOSE_RULES, default=d.disclose,
+                   help="the games' persuader option: stated offers no disclosure that the target's stated "
+                        "preferences show to hurt the goal or help a rival (default any)")
     p.add_argument("--steps", type=positive_int, default=d.steps, help=f"optimizer steps a round (default {d.steps})")
     p.add_argument("--max-train-tokens", type=positive_int, default=None,
                    help="or end a round's training at this many training tokens (equal-compute comparisons)")
@@ -94,7 +97,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         lr=args.lr, reply_format=args.reply_format, max_turns=args.max_turns, max_tokens=args.max_tokens,
         temperature=args.temperature, eval_temperature=args.eval_temperature, dtype=args.dtype,
         concurrency=args.concurrency, seed=args.seed, aggregate=args.aggregate, expert_data=args.expert_data,
-        expert_share=args.expert_share, conclude=args.conclude,
+        expert_share=args.expert_share, conclude=args.conclude, disclose=args.disclose,
     )
 
 

@@ -23,7 +23,7 @@ from engine.llm.catalog import resolve
 from engine.players.spec import PlayerSpec, parse
 
 SETTINGS = ("max_tokens", "temperature", "4bit", "dtype")  # how the model runs, not which player it is
-OPTION_NAMES = ("belief", "reply", "structured", "fresh", "conclude", *SETTINGS)
+OPTION_NAMES = ("belief", "reply", "structured", "fresh", "conclude", "disclose", *SETTINGS)
 PROVIDERS = {  # the player kinds a model backs, in either role, with their `play --list` help
     "local": "local model: local (the embedded SmolLM2) or local:PATH[+ADAPTER]",
     "openai": "OpenAI model, e.g. openai:gpt-4o (OPENAI_API_KEY)",

@@ -49,7 +49,7 @@ DATA_MODES = ("ei+dagger", "ei", "dagger")  # the first is the default
 METHODS = ("sft", "grpo")  # grpo: trl's GRPOTrainer on the round's games, rewarded by the game (training/grpo.py)
 TRAIN_SEED = 1601  # the default scenario sets: fixed, so a rerun (and another machine) plays the same ones
 VAL_SEED = 1602
-LEGACY = {"aggregate": False, "expert_data": None, "expert_share": 0.5, "conclude": "any"}  # how runs stored before these settings ran
+LEGACY = {"aggregate": False, "expert_data": None, "expert_share": 0.5, "conclude": "any", "disclose": "any"}  # how runs stored before these settings ran
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -87,6 +87,7 @@ class ImproveConfig:
     expert_data: str | None = None  # chatml rows of the planner (prepare's output), mixed into every round
     expert_share: float = 0.5  # the expert rows' share of a round's training file, when expert_data is given
     conclude: str = "any"  # the persuader option of every game the rounds play (`stated`: no conclude while losing)
+    disclose: str = "any"  # the same for disclosures (`stated`: none the target's stated preferences rule out)
 
     def check(self) -> ImproveConfig:
         """A bad setting is one line naming it, before any game is played."""
@@ -99,10 +100,11 @@ class ImproveConfig:
         for name in ("n_train", "n_val", "rounds", "games_per_scenario", "val_games", "steps", "concurrency"):
             if getattr(self, name) < 1:
                 raise LabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        from engine.players.reply_schema import CONCLUDE_RULES
+        from engine.players.reply_schema import CONCLUDE_RULES, DISCLOSE_RULES
 
-        if self.conclude not in CONCLUDE_RULES:
-            raise LabError(f"--conclude: unknown '{self.conclude}' (known: {', '.join(CONCLUDE_RULES)})")
+        for name, value, known in (("conclude", self.conclude, CONCLUDE_RULES), ("disclose", self.disclose, DISCLOSE_RULES)):
+            if value not in known:
+                raise LabError(f"--{name}: unknown '{value}' (known: {', '.join(known)})")
         if not 0 < self.expert_share < 1:
             raise LabError(f"--expert-share must be between 0 and 1 (exclusive), got {self.expert_share}")
         if self.expert_data and not Path(self.expert_data).is_file():
@@ -142,7 +144,7 @@ def base_model(adapter: str) -> str:
 def model_spec(cfg: ImproveConfig, adapter: str, temperature: float, reply: str) -> str:
     """The persuader spec that plays `adapter` (`embedded`: the base model) with the run's generation settings."""
     options = {"reply": reply, "temperature": f"{temperature:g}", "max_tokens": cfg.max_tokens, "dtype": cfg.dtype,
-               "conclude": cfg.conclude if cfg.conclude != "any" else None}
+               **{name: rule for name, rule in (("conclude", cfg.conclude), ("disclose", cfg.disclose)) if rule != "any"}}
     query = "&".join(f"{k}={v}" for k, v in options.items() if v is not None)
     return ("local" if adapter == "embedded" else f"local:{adapter}") + f"?{query}"
 

@@ -12,7 +12,7 @@ writes BELIEF first. A structured reply is read back into the free-text format
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.errors import LabError
@@ -44,7 +44,7 @@ def move_choices(scenario: Scenario, spent: Collection[str] = ()) -> list[str]:
     """Every move the persuader may make in this scenario, as the text `parse_move` reads; disclosures only true.
 
     `spent` (from `spent_moves`) leaves out the moves the target has already answered for good, and `conclude`
-    where the persuader holds it back (`conclude=stated`)."""
+    or disclosures where the persuader holds them back (`conclude=stated`, `disclose=stated`)."""
     facts = [(p, a) for p in scenario.proposal_ids for a in scenario.attribute_ids]
     return [
         *(f"disclose {fact_key(f)}={scenario.effects[f[0]][f[1]]:+d}" for f in facts if f"disclose {fact_key(f)}" not in spent),
@@ -82,6 +82,32 @@ def goal_just_stated(history: Sequence[Exchange], goal: str) -> bool:
     lets a model end the game. A model that concludes while the target still prefers a rival loses the game on
     the spot, which is how finetuned SmolLM2 adapters lost most of their held-out games."""
     return bool(history) and any(st.kind == "choice" and st.subject == goal for st in history[-1].statements)
+
+
+DISCLOSE_RULES = ("any", "stated")  # which true disclosures a held reply may make: any, or none that is known to hurt
+
+
+def harmful_disclosures(history: Iterable[Exchange], scenario: Scenario,
+                        preferences: Mapping[str, float] | None = None) -> set[str]:
+    """`disclose` moves that the target's own words show cannot help: the one state in which `disclose=stated`
+    holds a true disclosure back.
+
+    Once the target has said how it values an attribute (a `preference` statement; in the revealed condition the
+    persuader is also given `preferences`), disclosing an effect on it that lowers the goal's value or raises a
+    rival's can only move the target away from the goal: the target picks the unique best proposal, so a smaller
+    lead never helps. Finetuned SmolLM2 adapters made such disclosures in 80 of 100 held-out games, after asking
+    the very preference that ruled them out. Named as `spent_moves` names them (no effect)."""
+    known = dict(preferences or {})
+    for st in (st for exchange in history for st in exchange.statements):
+        if st.kind == "preference" and isinstance(st.value, (int, float)):
+            known[st.subject] = st.value
+    harmful = set()
+    for p in scenario.proposal_ids:
+        for a in (a for a in scenario.attribute_ids if a in known):
+            change = known[a] * scenario.effects[p][a]
+            if change < 0 if p == scenario.goal else change > 0:
+                harmful.add(f"disclose {fact_key((p, a))}")
+    return harmful
 
 
 def reply_schema(

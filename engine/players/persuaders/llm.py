@@ -38,7 +38,9 @@ from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usag
 from engine.players.prompts import MOVE_HELP, PROMPT_VERSION, messages_for_view
 from engine.players.reply_schema import (
     CONCLUDE_RULES,
+    DISCLOSE_RULES,
     goal_just_stated,
+    harmful_disclosures,
     json_reply_text,
     reply_grammar,
     reply_schema,
@@ -66,6 +68,7 @@ class LLMPersuader(Persuader):
         fresh: bool = True,
         trained_layout: int | None = None,
         conclude: str = "any",
+        disclose: str = "any",
     ) -> None:
         if belief not in BELIEF_MODES:
             raise LabError(f"unknown belief mode '{belief}' (known: {', '.join(BELIEF_MODES)})")
@@ -74,9 +77,12 @@ class LLMPersuader(Persuader):
             raise LabError(f"{backend.describe()} has no structured output: leave out structured=1")
         if conclude not in CONCLUDE_RULES:
             raise LabError(f"conclude={conclude}: unknown (known: {', '.join(CONCLUDE_RULES)})")
-        if conclude != "any" and not structured:
-            raise LabError(f"conclude={conclude} holds back a move, which needs structured output: leave out "
-                           "structured=0")
+        if disclose not in DISCLOSE_RULES:
+            raise LabError(f"disclose={disclose}: unknown (known: {', '.join(DISCLOSE_RULES)})")
+        for option, rule in (("conclude", conclude), ("disclose", disclose)):
+            if rule != "any" and not structured:
+                raise LabError(f"{option}={rule} holds back a move, which needs structured output: leave out "
+                               "structured=0")
         self.backend = backend
         self.belief_mode = belief
         self.options = options
@@ -87,9 +93,11 @@ class LLMPersuader(Persuader):
         self.grammar = structured and not backend.structured_output  # decoded here, under a grammar
         self.fresh = fresh  # structured output leaves out the moves the target has answered for good (`spent_moves`)
         self.conclude = conclude  # `stated`: `conclude` is offered only right after the target chose the goal
+        self.disclose = disclose  # `stated`: no disclosure the target's stated preferences show to hurt the goal
         marks = [text for text, on in (("belief=self", belief == "self"), (f"reply={reply}", reply != "full"),
                                        ("fresh=0", structured and not fresh),
-                                       (f"conclude={conclude}", conclude != "any")) if on]
+                                       (f"conclude={conclude}", conclude != "any"),
+                                       (f"disclose={disclose}", disclose != "any")) if on]
         self.name = name or backend.describe() + ("?" + "&".join(marks) if marks else "")
         self.on_text: Callable[[str], None] | None = None  # set (e.g. by the TUI) to stream the reply as it comes
         self.tracker = None
@@ -138,6 +146,9 @@ class LLMPersuader(Persuader):
         spent = spent_moves(view.history) if self.fresh else set()
         if self.conclude == "stated" and not goal_just_stated(view.history, view.scenario.goal):
             spent.add("conclude")
+        if self.disclose == "stated":
+            spent |= harmful_disclosures(view.history, view.scenario,
+                                         view.revealed.preferences if view.revealed is not None else None)
         if self.grammar:
             grammar = self._grammar(view.scenario, spent)
             result = self.backend.chat_grammar(messages, grammar, self.options, self.on_text)
@@ -300,7 +311,7 @@ def persuader_from_spec(spec: PlayerSpec) -> LLMPersuader:
     belief = model.options.get("belief", "tracker")
     return LLMPersuader(backend, belief, model.generation(defaults), name, reply=reply, structured=structured,
                         trained_reply=trained, fresh=fresh, trained_layout=layout,
-                        conclude=model.options.get("conclude", "any"))
+                        conclude=model.options.get("conclude", "any"), disclose=model.options.get("disclose", "any"))
 
 
 def trained_record(path: str, adapter: str | None) -> tuple[str | None, int | None]:
