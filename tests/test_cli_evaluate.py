@@ -22,6 +22,7 @@ def test_evaluate_prints_results_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "6 played, 0 resumed" in out and "success" in out and "95% CI" in out
+    assert "the target's stated preferences had ruled out" in out
     assert main(args) == 0
     assert "0 played, 6 resumed" in capsys.readouterr().out
 

@@ -34,7 +34,9 @@ def test_entries_split_by_condition_and_rank_by_success(board):
 def test_markdown_json_and_png(board, tmp_path):
     md = markdown(board)
     assert md.count("\n| ") >= 3 + 3 and "McNemar" in md
-    assert "Turns with moves" in md and "Preference alignment by turn" in md
+    assert "Turns with moves" in md and "Preference alignment by turn" in md and "Disclosures ruled out / made" in md
+    told = board["entries"][0]["disclosures"]  # the planner's: what its belief rules out it does not disclose
+    assert told["made"] > 0 and told["ruled_out"] == 0 and f"| 0 / {told['made']} |" in md
     by_turn = next(line for line in md.splitlines() if line.startswith("| planner-hidden | ") and "turn" not in line
                    and line.count("|") < 12)  # the planner's row of the by-turn table
     first = board["entries"][[e["label"] for e in board["entries"]].index("planner-hidden")]

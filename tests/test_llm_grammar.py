@@ -157,14 +157,14 @@ def test_conclude_stated_offers_conclude_only_right_after_the_target_chose_the_g
 
 def test_disclose_stated_holds_back_disclosures_the_targets_own_words_rule_out(compiler, business):
     """Goal A; the target says it dislikes travel: A.travel=+1 would lower the goal, B.travel=-1 raise a rival."""
-    from engine.game.interfaces import Exchange, Statement
+    from engine.game.interfaces import Statement
     from engine.players.reply_schema import harmful_disclosures
 
-    said = [Exchange("m", [], "r", [Statement("preference", "cost", -1), Statement("preference", "travel", -1)], [])]
+    said = [Statement("preference", "cost", -1), Statement("preference", "travel", -1)]
     assert harmful_disclosures(said, business) == {"disclose A.travel", "disclose B.travel"}  # cost: none hurts A
     assert harmful_disclosures(said, business, {"bonding": 1.0}) == {  # revealed: C.bonding=+1 raises a rival
         "disclose A.travel", "disclose B.travel", "disclose C.bonding"}
-    assert harmful_disclosures([Exchange("m", [], "r", [Statement("preference", "travel", 0)], [])], business) == set()
+    assert harmful_disclosures([Statement("preference", "travel", 0), Statement("choice", "B")], business) == set()
     assert harmful_disclosures([], business) == set()
 
     options = GenerationOptions(max_tokens=160)

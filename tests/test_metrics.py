@@ -163,6 +163,17 @@ def test_move_turns_and_mental_state_appeals():
     assert metrics.move_turns([])["rate"] is None
 
 
+def test_disclosures_count_those_the_targets_stated_preferences_had_ruled_out():
+    """Goal A. Once the target says it likes cost, A.cost=-1 lowers the goal and B.cost=+1 raises a rival."""
+    a = episode(False, [turn(index=1, moves=["disclose A.cost=-1"], statements=["preference cost 1"]),  # said after
+                        turn(index=2, moves=["disclose A.cost=-1", "disclose B.cost=+1", "disclose A.fun=+1"])])
+    given = episode(False, [turn(index=1, moves=["disclose B.cost=+1", "ask_choice"])], seed=1, condition="revealed")
+    given = given.model_copy(update={"scenario": replace(SCENARIO, preferences={"cost": 1, "fun": 1, "time": 0})})
+    errored = episode(False, [turn(index=1, moves=["disclose B.cost=+1"])], status="errored", seed=2)
+    assert metrics.disclosures([a, given, errored]) == {"made": 5, "ruled_out": 3}
+    assert metrics.summarize([a])["disclosures"] == {"made": 4, "ruled_out": 2}
+
+
 def test_interrupted_episode_is_not_scored():
     t = episode(True, blank(1), status="interrupted")
     assert not metrics.is_scored(t)

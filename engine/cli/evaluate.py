@@ -106,13 +106,15 @@ def _summary_lines(res: RunResult) -> list[str]:
     ]
     for condition, sub in (r.get("by_condition") or {}).items():
         lines.append(f"  {condition:<12} {_success(sub['success'])}")
-    moves = r.get("moves") or {}
+    moves, told = r.get("moves") or {}, r.get("disclosures") or {}  # a run stored before the count has none
     return lines + [
         f"turns to win   mean {num(t['mean'])}, median {num(t['median'], 1)}",
         f"pref. align.   final {_pct(pa['final'])}  (belief on {_pct(pa['coverage'])} of turns)",
         "  by turn      " + (" ".join(f"{i}:{_pct(v)}" for i, v in pa["by_turn"].items()) or "–"),
         f"counterfact.   choice accuracy {_pct(cf['choice_accuracy'])}, Brier {num(cf['brier'], 3)}",
         f"moves          on {_pct(moves.get('rate'))} of turns  unparseable replies {r['unparseable']}  lies {r['violations']}",
+        f"disclosures    {told.get('made', '–')}, of which {told.get('ruled_out', '–')} the target's stated "
+        "preferences had ruled out",
         f"errored {r['errored']} (not in the rates)  tokens {r['usage']['input_tokens']}+{r['usage']['output_tokens']}  "
         f"cost ${r['usage']['cost_usd']:.4f}",
     ]

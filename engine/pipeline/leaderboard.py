@@ -158,7 +158,7 @@ def published_text(board: dict[str, Any]) -> str:
 
 ROW_COLUMNS = ("rank", "label", "agent", "run", "condition", "n", "successes", "rate", "ci_low", "ci_high",
                "turns_mean", "alignment", "cf_accuracy", "brier", "moves_rate", "lies", "unparseable", "errored",
-               "unfinished", "tokens", "cost_usd")
+               "unfinished", "disclosures", "ruled_out", "tokens", "cost_usd")
 
 
 def rows(board: dict[str, Any]) -> list[dict[str, Any]]:
@@ -173,6 +173,8 @@ def rows(board: dict[str, Any]) -> list[dict[str, Any]]:
             "alignment": r["preference_alignment"]["final"], "cf_accuracy": cf["choice_accuracy"],
             "brier": cf["brier"], "moves_rate": (r.get("moves") or {}).get("rate"), "lies": r["violations"],
             "unparseable": r["unparseable"], "errored": r["errored"], "unfinished": r.get("unfinished", 0),
+            "disclosures": (r.get("disclosures") or {}).get("made"),
+            "ruled_out": (r.get("disclosures") or {}).get("ruled_out"),
             "tokens": usage["input_tokens"] + usage["output_tokens"], "cost_usd": usage["cost_usd"],
         })
     for r in (board.get("published") or {}).get("rows", []):  # figures from the literature: unranked
@@ -181,6 +183,12 @@ def rows(board: dict[str, Any]) -> list[dict[str, Any]]:
             "successes": r["successes"], "rate": r["rate"], "ci_low": r["ci95"][0], "ci_high": r["ci95"][1],
         })
     return out
+
+
+def told_text(summary: dict[str, Any]) -> str:
+    """Disclosures the target's stated preferences had ruled out, of all made (`metrics.disclosures`)."""
+    told = summary.get("disclosures")
+    return f"{told['ruled_out']} / {told['made']}" if told else "–"
 
 
 def unfinished_text(board: dict[str, Any]) -> str:
@@ -193,8 +201,9 @@ def markdown(board: dict[str, Any]) -> str:
     """Every column, the preference alignment turn by turn, and every pair's McNemar test."""
     lines = [
         "| # | Agent | Condition | n | Success (95% CI) | Turns to success (mean / median) | Pref. alignment (final) "
-        "| CF choice acc. | CF Brier | Turns with moves | Lies | Unparseable | Errored | Tokens | Cost $ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CF choice acc. | CF Brier | Turns with moves | Lies | Disclosures ruled out / made | Unparseable | Errored "
+        "| Tokens | Cost $ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(board["entries"], 1):
         s, t, cf = r["success"], r["turns_to_success"], r["counterfactual"]
@@ -203,7 +212,8 @@ def markdown(board: dict[str, Any]) -> str:
             f"| {i} | {r['label']} | {r['condition']} | {s['n']} | {success_text(s)} "
             f"| {num(t['mean'], 1)} / {num(t['median'], 1)} "
             f"| {pct(r['preference_alignment']['final'])} | {pct(cf['choice_accuracy'])} | {num(cf['brier'], 3)} "
-            f"| {pct((r.get('moves') or {}).get('rate'))} | {r['violations']} | {r['unparseable']} | {r['errored']} "
+            f"| {pct((r.get('moves') or {}).get('rate'))} | {r['violations']} | {told_text(r)} | {r['unparseable']} "
+            f"| {r['errored']} "
             f"| {tokens} | {r['usage']['cost_usd']:.4f} |"
         )
     if waiting := unfinished_text(board):

@@ -191,6 +191,27 @@ def move_turns(episodes: Sequence[Episode]) -> dict[str, Any]:
     return {"turns": len(turns), "with_moves": with_moves, "rate": _ratio(with_moves, len(turns))}
 
 
+def disclosures(episodes: Sequence[Episode]) -> dict[str, Any]:
+    """Disclosures made, and how many of them the target's own words had already shown to hurt the goal (its
+    preferences stated before that turn; in the revealed condition, the ones the persuader was given): the moves
+    `disclose=stated` holds back (`reply_schema.harmful_disclosures`). A persuader that asks and then ignores the
+    answers shows here, not in its success rate alone."""
+    from engine.game.scenario import fact_key
+    from engine.players.reply_schema import harmful_disclosures
+
+    made = ruled_out = 0
+    for e in (e for e in episodes if is_scored(e)):
+        given = e.scenario.preferences if e.condition == "revealed" else None
+        for i, turn in enumerate(e.turns):
+            facts = [m.fact for m in turn.moves if m.kind == "disclose" and m.fact]
+            if not facts:
+                continue
+            harmful = harmful_disclosures((st for t in e.turns[:i] for st in t.statements), e.scenario, given)
+            made += len(facts)
+            ruled_out += sum(f"disclose {fact_key(f)}" in harmful for f in facts)
+    return {"made": made, "ruled_out": ruled_out}
+
+
 def usage_totals(episodes: Iterable[Episode]) -> dict[str, float]:
     """Tokens and cost of persuader and target together, from every turn's usage dicts."""
     out = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
@@ -221,6 +242,7 @@ def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
         "violations": sum(o.violations for o in outcomes),
         "unparseable": sum(1 for e in scored for turn in e.turns if not turn.parse_ok),
         "moves": move_turns(scored),
+        "disclosures": disclosures(scored),
         "mental_state_appeals": _ratio(sum(o.mental_state_appeals for o in outcomes), len(outcomes)),
         "usage": usage_totals(episodes),
     }

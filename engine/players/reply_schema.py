@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.errors import LabError
-from engine.game.interfaces import Exchange
+from engine.game.interfaces import Exchange, Statement
 from engine.game.moves import MoveSyntaxError, format_reply, parse_move
 from engine.game.scenario import Scenario, fact_key
 
@@ -87,18 +87,18 @@ def goal_just_stated(history: Sequence[Exchange], goal: str) -> bool:
 DISCLOSE_RULES = ("any", "stated")  # which true disclosures a held reply may make: any, or none that is known to hurt
 
 
-def harmful_disclosures(history: Iterable[Exchange], scenario: Scenario,
+def harmful_disclosures(said: Iterable[Statement], scenario: Scenario,
                         preferences: Mapping[str, float] | None = None) -> set[str]:
     """`disclose` moves that the target's own words show cannot help: the one state in which `disclose=stated`
     holds a true disclosure back.
 
-    Once the target has said how it values an attribute (a `preference` statement; in the revealed condition the
-    persuader is also given `preferences`), disclosing an effect on it that lowers the goal's value or raises a
+    Once the target has said how it values an attribute (a `preference` statement among `said`, everything it
+    said so far; in the revealed condition the persuader is also given `preferences`), disclosing an effect on it that lowers the goal's value or raises a
     rival's can only move the target away from the goal: the target picks the unique best proposal, so a smaller
     lead never helps. Finetuned SmolLM2 adapters made such disclosures in 80 of 100 held-out games, after asking
     the very preference that ruled them out. Named as `spent_moves` names them (no effect)."""
     known = dict(preferences or {})
-    for st in (st for exchange in history for st in exchange.statements):
+    for st in said:
         if st.kind == "preference" and isinstance(st.value, (int, float)):
             known[st.subject] = st.value
     harmful = set()

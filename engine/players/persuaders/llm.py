@@ -147,7 +147,7 @@ class LLMPersuader(Persuader):
         if self.conclude == "stated" and not goal_just_stated(view.history, view.scenario.goal):
             spent.add("conclude")
         if self.disclose == "stated":
-            spent |= harmful_disclosures(view.history, view.scenario,
+            spent |= harmful_disclosures((st for ex in view.history for st in ex.statements), view.scenario,
                                          view.revealed.preferences if view.revealed is not None else None)
         if self.grammar:
             grammar = self._grammar(view.scenario, spent)
