@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -339,6 +340,15 @@ async def test_launch_an_evaluation_and_see_it_ranked(db):
                   if table.get_row_at(i)[2] == "random-hidden"]
         assert row["games"] == "6" and "%–" in row["95% interval"]
         assert not [n for n in app._notifications if n.severity == "error"]
+        # Enter on it: its games per personality, with the disclosures the target's own words had ruled out
+        table.focus()
+        table.move_cursor(row=[table.get_row_at(i)[2] for i in range(table.row_count)].index("random-hidden"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "EvalDetail")
+        detail = app.screen.query_one("#detail-personalities", DataTable)
+        await wait_for(pilot, lambda: detail.row_count == 1)
+        cells = dict(zip([str(c.label) for c in detail.columns.values()], detail.get_row_at(0), strict=True))
+        assert cells["games"] == "6" and re.fullmatch(r"\d+ / \d+", cells["ruled out"])
 
 
 async def test_sessions_page_through_a_big_store(db):

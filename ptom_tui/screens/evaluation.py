@@ -225,7 +225,7 @@ class EvalDetail(ReportsFailures, ModalScreen[None]):
         with Vertical(classes="dialog eval-detail"):
             yield Label(Text.assemble((run, "bold"), f"  {condition}: results per personality"))
             table = DataTable(id="detail-personalities", cursor_type="none", zebra_stripes=True)
-            table.add_columns("personality", "games", "success", "95% interval", "turns", "align", "lies")
+            table.add_columns("personality", "games", "success", "95% interval", "turns", "align", "lies", "ruled out")
             yield table
             with Horizontal(classes="filters"):
                 yield Label("paired test against", classes="inline")
@@ -259,7 +259,7 @@ class EvalDetail(ReportsFailures, ModalScreen[None]):
         self.post_message(self.Read(breakdown, test))
 
     def on_eval_detail_read(self, message: Read) -> None:
-        from engine.pipeline.leaderboard import num, pct
+        from engine.pipeline.leaderboard import num, pct, told_text
 
         table = self.query_one("#detail-personalities", DataTable)
         table.clear()
@@ -267,7 +267,7 @@ class EvalDetail(ReportsFailures, ModalScreen[None]):
             rate, (lo, hi) = s["success"]["rate"], s["success"]["ci95"]
             table.add_row(personality, str(s["success"]["n"]), pct(rate), "-" if rate is None else f"{pct(lo)}–{pct(hi)}",
                           num(s["turns_to_success"]["mean"], 1), pct(s["preference_alignment"]["final"]),
-                          str(s["violations"]))
+                          str(s["violations"]), told_text(s))
         test = message.test
         other = str(self.query_one("#detail-other", Select).value).replace("|", " ")
         self.query_one("#detail-paired", Label).update(
