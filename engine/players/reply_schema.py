@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.errors import LabError
-from engine.game.interfaces import Exchange, Statement
+from engine.game.interfaces import Exchange, PersuaderView, Statement
 from engine.game.moves import MoveSyntaxError, format_reply, parse_move
 from engine.game.scenario import Scenario, fact_key
 
@@ -108,6 +108,27 @@ def harmful_disclosures(said: Iterable[Statement], scenario: Scenario,
             if change < 0 if p == scenario.goal else change > 0:
                 harmful.add(f"disclose {fact_key((p, a))}")
     return harmful
+
+
+def check_rules(conclude: str, disclose: str) -> None:
+    """A LabError naming an unknown `conclude=` or `disclose=` value, before any game starts."""
+    for option, rule, known in (("conclude", conclude, CONCLUDE_RULES), ("disclose", disclose, DISCLOSE_RULES)):
+        if rule not in known:
+            raise LabError(f"{option}={rule}: unknown (known: {', '.join(known)})")
+
+
+def held_moves(view: PersuaderView, *, fresh: bool = True, conclude: str = "any", disclose: str = "any") -> set[str]:
+    """The moves a turn's menu leaves out (`move_choices(scenario, spent=...)`): those the target has answered for
+    good (`fresh`), `conclude` under `conclude=stated` unless the target just chose the goal, and under
+    `disclose=stated` the disclosures its stated (or, revealed, its given) preferences rule out. One rule for every
+    player that plays from the menu: a grammar-held model, an API model's schema, and `random` with these options."""
+    held = spent_moves(view.history) if fresh else set()
+    if conclude == "stated" and not goal_just_stated(view.history, view.scenario.goal):
+        held.add("conclude")
+    if disclose == "stated":
+        held |= harmful_disclosures((st for ex in view.history for st in ex.statements), view.scenario,
+                                    view.revealed.preferences if view.revealed is not None else None)
+    return held
 
 
 def reply_schema(

@@ -6,7 +6,8 @@ import random
 
 from engine.game import phrasing
 from engine.game.interfaces import Persuader, PersuaderTurn, PersuaderView
-from engine.game.moves import Move, disclose
+from engine.game.moves import Move, disclose, parse_move
+from engine.players.reply_schema import check_rules, held_moves, move_choices
 
 PER_MESSAGE = 3  # disclosures a baseline packs into one message
 
@@ -29,9 +30,17 @@ class RevealAll(Persuader):
 
 
 class RandomPersuader(Persuader):
-    """Random legal moves: one or two per message, concluding at random or on the last turn."""
+    """Random legal moves: one or two per message, concluding at random or on the last turn.
 
-    name = "random"
+    With `conclude=stated` or `disclose=stated` it draws from the turn's menu instead, the one a grammar-held model
+    picks from (`reply_schema.held_moves`: no move the target has answered for good, and what those options hold
+    back): the control that tells what a finetuned model's choices add to the menu's own rules."""
+
+    def __init__(self, conclude: str = "any", disclose: str = "any") -> None:
+        check_rules(conclude, disclose)
+        self.conclude, self.disclose = conclude, disclose
+        marks = [f"{o}={r}" for o, r in (("conclude", conclude), ("disclose", disclose)) if r != "any"]
+        self.name = "random" + ("?" + "&".join(marks) if marks else "")
 
     def start(self, view: PersuaderView, seed: int) -> None:
         self.rng = random.Random(f"{seed}:persuader")
@@ -44,8 +53,13 @@ class RandomPersuader(Persuader):
         )
 
     def act(self, view: PersuaderView) -> PersuaderTurn:
-        moves = self.rng.sample(self.options, self.rng.choice((1, 2)))
-        if view.turns_left <= 1 or self.rng.random() < 0.1:
+        options, may_conclude = self.options, True
+        if self.conclude != "any" or self.disclose != "any":
+            menu = move_choices(view.scenario, held_moves(view, conclude=self.conclude, disclose=self.disclose))
+            options = [parse_move(text) for text in menu if text != "conclude"]
+            may_conclude = "conclude" in menu
+        moves = self.rng.sample(options, min(len(options), self.rng.choice((1, 2))))
+        if may_conclude and (view.turns_left <= 1 or self.rng.random() < 0.1):
             moves.append(Move("conclude"))
         return PersuaderTurn(phrasing.persuader_message(view.scenario, moves, self.rng), moves)
 
@@ -54,4 +68,7 @@ def register() -> None:
     from engine.players.registry import register_persuader
 
     register_persuader("reveal-all", lambda _: RevealAll(), "discloses every fact, three a message")
-    register_persuader("random", lambda _: RandomPersuader(), "random legal moves")
+    register_persuader("random", lambda spec: RandomPersuader(spec.options.get("conclude", "any"),
+                                                               spec.options.get("disclose", "any")),
+                       "random legal moves (conclude=stated, disclose=stated: from the menu those hold back)",
+                       options=("conclude", "disclose"))

@@ -37,15 +37,12 @@ from engine.game.scenario import Scenario
 from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
 from engine.players.prompts import MOVE_HELP, PROMPT_VERSION, messages_for_view
 from engine.players.reply_schema import (
-    CONCLUDE_RULES,
-    DISCLOSE_RULES,
-    goal_just_stated,
-    harmful_disclosures,
+    check_rules,
+    held_moves,
     json_reply_text,
     reply_grammar,
     reply_schema,
     reply_sections,
-    spent_moves,
     writes_message,
 )
 from engine.players.spec import PlayerSpec
@@ -75,10 +72,7 @@ class LLMPersuader(Persuader):
         reply_sections(reply)  # an unknown reply format fails here, before any game starts
         if structured and not (backend.structured_output or backend.grammar_output):
             raise LabError(f"{backend.describe()} has no structured output: leave out structured=1")
-        if conclude not in CONCLUDE_RULES:
-            raise LabError(f"conclude={conclude}: unknown (known: {', '.join(CONCLUDE_RULES)})")
-        if disclose not in DISCLOSE_RULES:
-            raise LabError(f"disclose={disclose}: unknown (known: {', '.join(DISCLOSE_RULES)})")
+        check_rules(conclude, disclose)
         for option, rule in (("conclude", conclude), ("disclose", disclose)):
             if rule != "any" and not structured:
                 raise LabError(f"{option}={rule} holds back a move, which needs structured output: leave out "
@@ -143,12 +137,7 @@ class LLMPersuader(Persuader):
     def _ask(self, messages: list[dict[str, str]], view: PersuaderView) -> tuple[ChatResult, str]:
         """The model's answer and its reply text (a structured answer read back into the free-text format)."""
         self_belief = self.belief_mode == "self"
-        spent = spent_moves(view.history) if self.fresh else set()
-        if self.conclude == "stated" and not goal_just_stated(view.history, view.scenario.goal):
-            spent.add("conclude")
-        if self.disclose == "stated":
-            spent |= harmful_disclosures((st for ex in view.history for st in ex.statements), view.scenario,
-                                         view.revealed.preferences if view.revealed is not None else None)
+        spent = held_moves(view, fresh=self.fresh, conclude=self.conclude, disclose=self.disclose)
         if self.grammar:
             grammar = self._grammar(view.scenario, spent)
             result = self.backend.chat_grammar(messages, grammar, self.options, self.on_text)
