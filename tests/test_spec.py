@@ -60,12 +60,13 @@ def test_grammar_errors_are_one_clear_line(text, message):
 @pytest.mark.parametrize(
     ("text", "role", "message"),
     [
-        ("random?note=x", "persuader", r"unknown option 'note' for the persuader 'random' \(its options: none\)"),
+        ("reveal-all?note=x", "persuader", r"unknown option 'note' for the persuader 'reveal-all' \(its options: none\)"),
+        ("random?note=x", "persuader", r"unknown option 'note' for the persuader 'random' \(its options: conclude, disclose\)"),
         ("greedy:fast", "persuader", "'greedy' takes no argument, not 'fast'"),
         ("rational?temperature=0", "human agent", "unknown option 'temperature' for the human agent 'rational'"),
         ("planner?speed=1", "persuader", r"its options: noise, asks, per, salt"),
         ("planner:strong", "persuader", "takes the argument weak, not 'strong'"),
-        ("local?colour=red", "persuader", "its options: belief, reply, structured, fresh, conclude, max_tokens, temperature, 4bit, dtype"),
+        ("local?colour=red", "persuader", "its options: belief, reply, structured, fresh, conclude, disclose, max_tokens, temperature, 4bit, dtype"),
         ("local?belief=self", "human agent", "belief is for persuaders"),
         ("gpt-4o-mini:gpt-5", "persuader", "names its model"),
     ],
