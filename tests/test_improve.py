@@ -113,6 +113,8 @@ def test_the_rounds_games_carry_the_persuader_options(tmp_path):
     assert model_spec(cfg, "models/a", 0.7, "moves") == "local:models/a?reply=moves&temperature=0.7&conclude=stated"
     assert model_spec(replace(cfg, disclose="stated"), "models/a", 0, "moves").endswith("&conclude=stated&disclose=stated")
     assert "conclude" not in model_spec(replace(cfg, conclude="any"), "embedded", 0.0, "moves")
+    with pytest.raises(LabError, match=r"disclose=some: unknown \(known: any, stated\)"):
+        replace(cfg, disclose="some").check()
 
 
 def test_a_run_stored_before_aggregation_is_not_continued_with_it(store, tmp_path):

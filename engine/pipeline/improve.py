@@ -100,11 +100,9 @@ class ImproveConfig:
         for name in ("n_train", "n_val", "rounds", "games_per_scenario", "val_games", "steps", "concurrency"):
             if getattr(self, name) < 1:
                 raise LabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        from engine.players.reply_schema import CONCLUDE_RULES, DISCLOSE_RULES
+        from engine.players.reply_schema import check_rules
 
-        for name, value, known in (("conclude", self.conclude, CONCLUDE_RULES), ("disclose", self.disclose, DISCLOSE_RULES)):
-            if value not in known:
-                raise LabError(f"--{name}: unknown '{value}' (known: {', '.join(known)})")
+        check_rules(self.conclude, self.disclose)  # the persuader options every game of the rounds plays with
         if not 0 < self.expert_share < 1:
             raise LabError(f"--expert-share must be between 0 and 1 (exclusive), got {self.expert_share}")
         if self.expert_data and not Path(self.expert_data).is_file():
