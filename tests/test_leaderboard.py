@@ -35,7 +35,7 @@ def test_markdown_json_and_png(board, tmp_path):
     md = markdown(board)
     assert md.count("\n| ") >= 3 + 3 and "McNemar" in md
     assert "Turns with moves" in md and "Preference alignment by turn" in md and "Disclosures ruled out / made" in md
-    told = board["entries"][0]["disclosures"]  # the planner's: what its belief rules out it does not disclose
+    told = board["entries"][0]["disclosures"]  # the planner's 8 games: none ruled out (3 of 385 on all 100)
     assert told["made"] > 0 and told["ruled_out"] == 0 and f"| 0 / {told['made']} |" in md
     by_turn = next(line for line in md.splitlines() if line.startswith("| planner-hidden | ") and "turn" not in line
                    and line.count("|") < 12)  # the planner's row of the by-turn table

@@ -100,9 +100,9 @@ class ImproveConfig:
         for name in ("n_train", "n_val", "rounds", "games_per_scenario", "val_games", "steps", "concurrency"):
             if getattr(self, name) < 1:
                 raise LabError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        from engine.players.reply_schema import check_rules
+        from engine.players.reply_schema import rule_options
 
-        check_rules(self.conclude, self.disclose)  # the persuader options every game of the rounds plays with
+        rule_options(self.conclude, self.disclose)  # the persuader options every game of the rounds plays with
         if not 0 < self.expert_share < 1:
             raise LabError(f"--expert-share must be between 0 and 1 (exclusive), got {self.expert_share}")
         if self.expert_data and not Path(self.expert_data).is_file():
@@ -141,8 +141,10 @@ def base_model(adapter: str) -> str:
 
 def model_spec(cfg: ImproveConfig, adapter: str, temperature: float, reply: str) -> str:
     """The persuader spec that plays `adapter` (`embedded`: the base model) with the run's generation settings."""
+    from engine.players.reply_schema import rule_options
+
     options = {"reply": reply, "temperature": f"{temperature:g}", "max_tokens": cfg.max_tokens, "dtype": cfg.dtype,
-               **{name: rule for name, rule in (("conclude", cfg.conclude), ("disclose", cfg.disclose)) if rule != "any"}}
+               **rule_options(cfg.conclude, cfg.disclose)}
     query = "&".join(f"{k}={v}" for k, v in options.items() if v is not None)
     return ("local" if adapter == "embedded" else f"local:{adapter}") + f"?{query}"
 

@@ -43,7 +43,7 @@ def writes_message(reply: str) -> bool:
 def move_choices(scenario: Scenario, spent: Collection[str] = ()) -> list[str]:
     """Every move the persuader may make in this scenario, as the text `parse_move` reads; disclosures only true.
 
-    `spent` (from `spent_moves`) leaves out the moves the target has already answered for good, and `conclude`
+    `spent` (from `held_moves`) leaves out the moves the target has already answered for good, and `conclude`
     or disclosures where the persuader holds them back (`conclude=stated`, `disclose=stated`)."""
     facts = [(p, a) for p in scenario.proposal_ids for a in scenario.attribute_ids]
     return [
@@ -93,9 +93,9 @@ def harmful_disclosures(said: Iterable[Statement], scenario: Scenario,
     holds a true disclosure back.
 
     Once the target has said how it values an attribute (a `preference` statement among `said`, everything it
-    said so far; in the revealed condition the persuader is also given `preferences`), disclosing an effect on it that lowers the goal's value or raises a
-    rival's can only move the target away from the goal: the target picks the unique best proposal, so a smaller
-    lead never helps. Finetuned SmolLM2 adapters made such disclosures in 80 of 100 held-out games, after asking
+    said so far; in the revealed condition the persuader is also given `preferences`), disclosing an effect on it
+    that lowers the goal's value or raises a rival's can only move the target away from the goal: the target picks
+    the unique best proposal, so a smaller lead never helps. Finetuned SmolLM2 adapters made such disclosures in 80 of 100 held-out games, after asking
     the very preference that ruled them out. Named as `spent_moves` names them (no effect)."""
     known = dict(preferences or {})
     for st in said:
@@ -110,11 +110,13 @@ def harmful_disclosures(said: Iterable[Statement], scenario: Scenario,
     return harmful
 
 
-def check_rules(conclude: str, disclose: str) -> None:
-    """A LabError naming an unknown `conclude=` or `disclose=` value, before any game starts."""
+def rule_options(conclude: str = "any", disclose: str = "any") -> dict[str, str]:
+    """The menu's rules that differ from `any`, as a player spec's options (`conclude=stated`): what names a player
+    and what `improve` writes into its specs. An unknown value is a LabError, before any game starts."""
     for option, rule, known in (("conclude", conclude, CONCLUDE_RULES), ("disclose", disclose, DISCLOSE_RULES)):
         if rule not in known:
             raise LabError(f"{option}={rule}: unknown (known: {', '.join(known)})")
+    return {option: rule for option, rule in (("conclude", conclude), ("disclose", disclose)) if rule != "any"}
 
 
 def held_moves(view: PersuaderView, *, fresh: bool = True, conclude: str = "any", disclose: str = "any") -> set[str]:

@@ -7,7 +7,7 @@ import random
 from engine.game import phrasing
 from engine.game.interfaces import Persuader, PersuaderTurn, PersuaderView
 from engine.game.moves import Move, disclose, parse_move
-from engine.players.reply_schema import check_rules, held_moves, move_choices
+from engine.players.reply_schema import held_moves, move_choices, rule_options
 
 PER_MESSAGE = 3  # disclosures a baseline packs into one message
 
@@ -37,10 +37,9 @@ class RandomPersuader(Persuader):
     back): the control that tells what a finetuned model's choices add to the menu's own rules."""
 
     def __init__(self, conclude: str = "any", disclose: str = "any") -> None:
-        check_rules(conclude, disclose)
+        rules = rule_options(conclude, disclose)
         self.conclude, self.disclose = conclude, disclose
-        marks = [f"{o}={r}" for o, r in (("conclude", conclude), ("disclose", disclose)) if r != "any"]
-        self.name = "random" + ("?" + "&".join(marks) if marks else "")
+        self.name = "random" + ("?" + "&".join(f"{option}={rule}" for option, rule in rules.items()) if rules else "")
 
     def start(self, view: PersuaderView, seed: int) -> None:
         self.rng = random.Random(f"{seed}:persuader")
@@ -58,7 +57,7 @@ class RandomPersuader(Persuader):
             menu = move_choices(view.scenario, held_moves(view, conclude=self.conclude, disclose=self.disclose))
             options = [parse_move(text) for text in menu if text != "conclude"]
             may_conclude = "conclude" in menu
-        moves = self.rng.sample(options, min(len(options), self.rng.choice((1, 2))))
+        moves = self.rng.sample(options, self.rng.choice((1, 2)))  # ask_choice and appeal are always offered
         if may_conclude and (view.turns_left <= 1 or self.rng.random() < 0.1):
             moves.append(Move("conclude"))
         return PersuaderTurn(phrasing.persuader_message(view.scenario, moves, self.rng), moves)

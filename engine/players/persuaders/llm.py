@@ -37,12 +37,12 @@ from engine.game.scenario import Scenario
 from engine.llm.base import Backend, ChatResult, GenerationOptions, combine_usage
 from engine.players.prompts import MOVE_HELP, PROMPT_VERSION, messages_for_view
 from engine.players.reply_schema import (
-    check_rules,
     held_moves,
     json_reply_text,
     reply_grammar,
     reply_schema,
     reply_sections,
+    rule_options,
     writes_message,
 )
 from engine.players.spec import PlayerSpec
@@ -72,11 +72,10 @@ class LLMPersuader(Persuader):
         reply_sections(reply)  # an unknown reply format fails here, before any game starts
         if structured and not (backend.structured_output or backend.grammar_output):
             raise LabError(f"{backend.describe()} has no structured output: leave out structured=1")
-        check_rules(conclude, disclose)
-        for option, rule in (("conclude", conclude), ("disclose", disclose)):
-            if rule != "any" and not structured:
-                raise LabError(f"{option}={rule} holds back a move, which needs structured output: leave out "
-                               "structured=0")
+        rules = rule_options(conclude, disclose)
+        if rules and not structured:
+            option, rule = next(iter(rules.items()))
+            raise LabError(f"{option}={rule} holds back a move, which needs structured output: leave out structured=0")
         self.backend = backend
         self.belief_mode = belief
         self.options = options
@@ -89,9 +88,8 @@ class LLMPersuader(Persuader):
         self.conclude = conclude  # `stated`: `conclude` is offered only right after the target chose the goal
         self.disclose = disclose  # `stated`: no disclosure the target's stated preferences show to hurt the goal
         marks = [text for text, on in (("belief=self", belief == "self"), (f"reply={reply}", reply != "full"),
-                                       ("fresh=0", structured and not fresh),
-                                       (f"conclude={conclude}", conclude != "any"),
-                                       (f"disclose={disclose}", disclose != "any")) if on]
+                                       ("fresh=0", structured and not fresh)) if on]
+        marks += [f"{option}={rule}" for option, rule in rules.items()]
         self.name = name or backend.describe() + ("?" + "&".join(marks) if marks else "")
         self.on_text: Callable[[str], None] | None = None  # set (e.g. by the TUI) to stream the reply as it comes
         self.tracker = None
