@@ -142,11 +142,12 @@ def base_model(adapter: str) -> str:
 def model_spec(cfg: ImproveConfig, adapter: str, temperature: float, reply: str) -> str:
     """The persuader spec that plays `adapter` (`embedded`: the base model) with the run's generation settings."""
     from engine.players.reply_schema import rule_options
+    from engine.players.spec import PlayerSpec
 
     options = {"reply": reply, "temperature": f"{temperature:g}", "max_tokens": cfg.max_tokens, "dtype": cfg.dtype,
                **rule_options(cfg.conclude, cfg.disclose)}
-    query = "&".join(f"{k}={v}" for k, v in options.items() if v is not None)
-    return ("local" if adapter == "embedded" else f"local:{adapter}") + f"?{query}"
+    argument = "" if adapter == "embedded" else adapter
+    return str(PlayerSpec("local", argument, {k: str(v) for k, v in options.items() if v is not None}))
 
 
 def scenario_files(cfg: ImproveConfig) -> tuple[str, str]:

@@ -95,8 +95,10 @@ def harmful_disclosures(said: Iterable[Statement], scenario: Scenario,
     Once the target has said how it values an attribute (a `preference` statement among `said`, everything it
     said so far; in the revealed condition the persuader is also given `preferences`), disclosing an effect on it
     that lowers the goal's value or raises a rival's can only move the target away from the goal: the target picks
-    the unique best proposal, so a smaller lead never helps. Finetuned SmolLM2 adapters made such disclosures in 80 of 100 held-out games, after asking
-    the very preference that ruled them out. Named as `spent_moves` names them (no effect)."""
+    the unique best proposal, so a smaller lead never helps. This takes the target at its word; the planner, whose
+    belief allows a misheard answer, still makes such a disclosure now and then as a hedge. Finetuned SmolLM2
+    adapters made them in 80 of 100 held-out games, after asking the very preference that ruled them out. Named as
+    `spent_moves` names them (no effect)."""
     known = dict(preferences or {})
     for st in said:
         if st.kind == "preference" and isinstance(st.value, (int, float)):

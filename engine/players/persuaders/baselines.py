@@ -8,6 +8,7 @@ from engine.game import phrasing
 from engine.game.interfaces import Persuader, PersuaderTurn, PersuaderView
 from engine.game.moves import Move, disclose, parse_move
 from engine.players.reply_schema import held_moves, move_choices, rule_options
+from engine.players.spec import PlayerSpec
 
 PER_MESSAGE = 3  # disclosures a baseline packs into one message
 
@@ -37,9 +38,8 @@ class RandomPersuader(Persuader):
     back): the control that tells what a finetuned model's choices add to the menu's own rules."""
 
     def __init__(self, conclude: str = "any", disclose: str = "any") -> None:
-        rules = rule_options(conclude, disclose)
         self.conclude, self.disclose = conclude, disclose
-        self.name = "random" + ("?" + "&".join(f"{option}={rule}" for option, rule in rules.items()) if rules else "")
+        self.name = str(PlayerSpec("random", options=rule_options(conclude, disclose)))
 
     def start(self, view: PersuaderView, seed: int) -> None:
         self.rng = random.Random(f"{seed}:persuader")
