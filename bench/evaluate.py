@@ -5,9 +5,11 @@ Aims (issue 7): 100 episodes planner vs rational in under 5 seconds, every episo
 the local model's episodes per minute at --concurrency 8 at least 3x those at --concurrency 1 (the batcher in
 engine/llm/local.py answers the concurrent episodes' requests in one generate call). Issue 15: `--adapter PATH`
 plays that adapter (its recorded reply format, greedy, float32 weights: the CPU default) on `--adapter-episodes`
-held-out scenarios, personality mix, at --concurrency 8: all 100 in under 15 minutes.
+held-out scenarios, personality mix, at --concurrency 8: all 100 in under 15 minutes. `--engine` picks the local
+engine (`auto`: llama.cpp when llama-cpp-python is installed, engine/llm/llamacpp.py; else transformers).
 Run: .venv/bin/python bench/evaluate.py [--episodes 100] [--local-episodes 8] [--local-turns 2] [--skip-local]
-     [--adapter models/ptom-smollm2 [--adapter-episodes 100] [--db sessions.db --name NAME]]
+     [--adapter models/ptom-smollm2 [--adapter-episodes 100] [--engine auto|transformers|llama.cpp]
+     [--db sessions.db --name NAME]]
      (--db keeps the adapter's run in that store under NAME, for `ptom-lab compare NAME ...`)
 """
 
@@ -37,14 +39,15 @@ def timed(store: Store, config: EvalConfig, name: str, concurrency: int) -> tupl
     return time.perf_counter() - started, res.results
 
 
-def adapter_run(store: Store, adapter: str, episodes: int, name: str) -> None:
+def adapter_run(store: Store, adapter: str, episodes: int, name: str, engine: str) -> None:
     """Wall time and outcome of one adapter over `episodes` held-out scenarios, the way the tutorial plays it."""
-    spec = f"local:{adapter}?temperature=0"
+    spec = f"local:{adapter}?temperature=0&engine={engine}"
     cfg = EvalConfig(model=spec, scenarios=HELDOUT, num_eval=episodes, personality="mix")
     wall, results = timed(store, cfg, name, 8)
-    cache = shared_backend(adapter).prefix_cache
+    backend = shared_backend(adapter, engine=engine)
+    cache = backend.prefix_cache
     s, moves = results["success"], results["moves"]
-    print(f"{spec}: {episodes} held-out episodes (mix, seed 0) at concurrency 8 in {wall / 60:.1f} min, "
+    print(f"{spec} on {backend.engine}: {episodes} held-out episodes (mix, seed 0) at concurrency 8 in {wall / 60:.1f} min, "
           f"success {s['successes']}/{s['n']}, {moves['turns']} turns, unparseable {results['unparseable']}, "
           f"tokens {results['usage']}  [aim: 100 episodes under 15 min]", flush=True)
     print(f"prompt tokens read {cache.read_tokens:,}, found in the prefix cache {cache.reused_tokens:,} "
@@ -62,6 +65,8 @@ def main() -> None:
     ap.add_argument("--adapter-episodes", type=int, default=100)
     ap.add_argument("--db", help="keep the adapter's run in this store (default: a temporary one)")
     ap.add_argument("--name", default="bench-adapter", help="the adapter run's name in --db")
+    ap.add_argument("--engine", default="auto", choices=("auto", "transformers", "llama.cpp"),
+                    help="the local engine the adapter plays on")
     args = ap.parse_args()
     agent = "planner" if "planner" in persuader_names() else "greedy"
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,17 +77,19 @@ def main() -> None:
         print(f"{args.episodes} episodes {agent} vs rational (logged): {wall:.2f} s "
               f"({args.episodes / wall:.0f} episodes/s), success {s['successes']}/{s['n']}  [aim: under 5 s]")
         if args.adapter:
-            adapter_run(Store(args.db) if args.db else store, args.adapter, args.adapter_episodes, args.name)
+            adapter_run(Store(args.db) if args.db else store, args.adapter, args.adapter_episodes, args.name,
+                        args.engine)
         if args.skip_local or "local" not in persuader_names():
             print("local model: skipped")
             return
-        spec = f"local:?max_tokens={args.local_tokens}&temperature=0"  # greedy: both arms write the same replies
+        # greedy: both arms write the same replies; transformers, whose batcher this measures
+        spec = f"local:?max_tokens={args.local_tokens}&temperature=0&engine=transformers"
         rates = {}
         for concurrency in (1, 8):
             n = args.local_episodes if concurrency > 1 else max(1, args.local_episodes // 4)
             cfg = EvalConfig(model=spec, scenarios=HELDOUT, num_eval=n, max_turns=args.local_turns)
             timed(store, EvalConfig(model=spec, scenarios=HELDOUT, num_eval=1, max_turns=1), f"warm-{concurrency}", 1)
-            shared_backend("").prefix_cache.clear()  # both arms start without the warm-up's prompts
+            shared_backend("", engine="transformers").prefix_cache.clear()  # both arms start without the warm-up's prompts
             wall, _ = timed(store, cfg, f"bench-local-{concurrency}", concurrency)
             rates[concurrency] = n / wall * 60
             print(f"local (embedded SmolLM2-135M, {args.local_turns} turns, {args.local_tokens} tokens/reply) "

@@ -13,8 +13,13 @@ of the embedded model under 5 s.
   through the backend's batcher, the way concurrent evaluation games do.
 - prompt: prompt tokens read per second, batch 8 with one new token, every prompt read whole (the throughput runs
   keep no prefix cache); run it with --dtype bfloat16 to compare on CPUs with AVX512-BF16.
+- llama.cpp (`--llama-cpp q4_1,q8_0,f16`, needs `./setup.sh --llama-cpp`): on the same 8 prompts, each read whole,
+  prompt tokens read per second and tokens written per second at batch 1, for each way llama.cpp can hold the
+  embedded weights (engine/llm/llamacpp.py: `base_gguf`); `--arena-engines transformers,llama.cpp` times the
+  Arena turn on both engines.
 Run: .venv/bin/python bench/generate.py [--tokens 48] [--threads N] [--skip-cold] [--dtype auto|float32|bfloat16]
      [--turn K] [--verbose N]   (prompts at turn K with each past message repeated N times)
+     [--llama-cpp q4_1,q8_0,f16] [--arena-engines transformers,llama.cpp] [--skip-transformers]
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ def prompts(n: int, turn: int = 1, verbose: int = 1) -> list[list[dict[str, str]
     return out
 
 
-def arena_turns(dtype: str, reply: str, games: int = 3, turns: int = 3) -> None:
+def arena_turns(dtype: str, reply: str, engine: str = "transformers", games: int = 3, turns: int = 3) -> None:
     """Seconds per persuader turn of the embedded model (reply format `reply`, grammar) in real games, as the Arena
     plays."""
     import dataclasses
@@ -80,7 +85,8 @@ def arena_turns(dtype: str, reply: str, games: int = 3, turns: int = 3) -> None:
     from engine.game.scenario import load_file
     from engine.players.registry import make_persuader, make_target
 
-    spec = f"local?reply={reply}&temperature=0&dtype={dtype}"
+    how = f"dtype={dtype}&engine=transformers" if engine == "transformers" else f"engine={engine}"
+    spec = f"local?reply={reply}&temperature=0&{how}"
     make_persuader(spec)  # the first player loads the shared model, outside the timings
     seconds, tokens, parsed = [], [], 0
     for i, scenario in enumerate(load_file(HELDOUT)[:games]):
@@ -90,9 +96,34 @@ def arena_turns(dtype: str, reply: str, games: int = 3, turns: int = 3) -> None:
             seconds.append(t.latency_ms / 1000)
             tokens.append(t.usage["output_tokens"] if t.usage else 0)
             parsed += t.parse_ok
-    print(f"Arena turn, embedded model {dtype}, {spec}: median {statistics.median(seconds):.1f} s, "
+    print(f"Arena turn, embedded model on {engine}, {spec}: median {statistics.median(seconds):.1f} s, "
           f"max {max(seconds):.1f} s over {len(seconds)} turns ({statistics.mean(tokens):.0f} new tokens a turn, "
           f"{parsed}/{len(seconds)} parsed)  [aim: under 5 s]", flush=True)
+
+
+def llama_cpp_rates(weights: str, convs: list[list[dict[str, str]]], tokens: int) -> None:
+    """Prompt tokens read per second and tokens written per second at batch 1 on llama.cpp, with `weights`."""
+    from engine.llm.embedded import embedded_model_dir
+    from engine.llm.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend("embedded", str(embedded_model_dir()), weights=weights, state_budget=0)
+    llama = backend.llama
+    rows = [backend.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=True)
+            ["input_ids"] for c in convs]
+    backend.prefix_cache.read(llama, rows[0])  # warm-up
+    read_s = write_s = 0.0
+    for ids in rows:
+        llama.n_tokens = 0  # each prompt read whole
+        started = time.perf_counter()
+        backend.prefix_cache.read(llama, list(ids))
+        read_s += time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(tokens):  # one token at a time, as a reply is written (the token's value does not matter)
+            llama.eval([ids[-1]])
+        write_s += time.perf_counter() - started
+    read = sum(len(ids) for ids in rows)
+    print(f"llama.cpp, {weights} weights, {llama.n_threads} threads: prompts of ~{read / len(rows):.0f} tokens read "
+          f"at {read / read_s:6.1f} tokens/s; batch 1 writes {tokens * len(rows) / write_s:6.1f} tokens/s", flush=True)
 
 
 def main() -> None:
@@ -105,6 +136,9 @@ def main() -> None:
     parser.add_argument("--verbose", type=int, default=1, help="repeat each past message N times (longer prompts)")
     parser.add_argument("--arena-dtypes", default="int8,float32", help="dtypes for the Arena turn ('' to skip)")
     parser.add_argument("--arena-replies", default="compact,moves", help="reply formats for the Arena turn")
+    parser.add_argument("--arena-engines", default="transformers", help="engines for the Arena turn")
+    parser.add_argument("--llama-cpp", default="", help="llama.cpp weights to time (q4_1,q8_0,f16; '' to skip)")
+    parser.add_argument("--skip-transformers", action="store_true", help="skip the transformers throughput runs")
     args = parser.parse_args()
 
     if not args.skip_cold:
@@ -117,8 +151,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     for reply in filter(None, args.arena_replies.split(",")):
-        for dtype in filter(None, args.arena_dtypes.split(",")):
-            arena_turns(dtype, reply)
+        for engine in filter(None, args.arena_engines.split(",")):
+            for dtype in filter(None, args.arena_dtypes.split(",")) if engine == "transformers" else ["-"]:
+                arena_turns(dtype, reply, engine)
+    convs = prompts(8, args.turn, args.verbose)
+    for weights in filter(None, args.llama_cpp.split(",")):
+        llama_cpp_rates(weights, convs, args.tokens)
+    if args.skip_transformers:
+        return
 
     from engine.llm.base import GenerationOptions
     from engine.llm.local import LocalBackend
@@ -128,7 +168,6 @@ def main() -> None:
     # every row runs the full length: throughput is then tokens generated per second of wall time
     backend.net.generation_config.eos_token_id = None
     options = GenerationOptions(max_tokens=args.tokens, temperature=0.0)
-    convs = prompts(8, args.turn, args.verbose)
     for size in (1, len(convs)):  # warm-up at both measured batch sizes (on CUDA the first batch-8 call pays set-up)
         backend.chat_batch(convs[:size], GenerationOptions(max_tokens=4, temperature=0.0))
 

@@ -234,7 +234,7 @@ def test_embedded_model_replies_under_the_grammar_with_no_repair(business, libra
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        persuader = make_persuader("local:embedded?reply=compact&max_tokens=32&temperature=0")
+        persuader = make_persuader("local:embedded?reply=compact&max_tokens=32&temperature=0&engine=transformers")
         assert persuader.grammar
         episode = play(replace(business, max_turns=1), persuader, RationalTarget())
         other = library.get("family_holiday")  # two scenarios in one batched generate call

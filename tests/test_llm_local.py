@@ -21,7 +21,7 @@ LONG = [{"role": "system", "content": "You are a travel agent."}, {"role": "user
 def backend():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a shared, busy CPU one thread is several times faster than contended ones
-    yield shared_backend("")
+    yield shared_backend("", engine="transformers")
     torch.set_num_threads(threads)
 
 
@@ -29,7 +29,7 @@ def test_embedded_model_chats_and_counts_tokens(backend):
     result = backend.chat(HI, SHORT)
     assert result.text and 0 < result.output_tokens <= 12
     assert result.input_tokens > 5 and result.cost_usd == 0.0 and result.model == "embedded"
-    assert shared_backend("embedded") is backend  # one shared instance per model, so players batch together
+    assert shared_backend("embedded", engine="transformers") is backend  # one shared instance per model, so players batch together
 
 
 def test_batch_uses_left_padding_and_answers_each(backend):

@@ -12,6 +12,9 @@ exchange and belief line, not the scenario and the dialogue again.
 A reply may be decoded under a grammar (`chat_grammar`, `engine.llm.grammar`): each request in a batch keeps
 its own, so games of different scenarios still share a generate call.
 
+`shared_backend` also picks the engine (`engine=`): this transformers backend, or llama.cpp for the embedded model
+where llama-cpp-python is installed (`engine.llm.llamacpp`, behind the same `Backend` interface).
+
 CUDA is used when present; `load_in_4bit=True` quantises with bitsandbytes on CUDA, and falls back to full
 precision (with a warning) where either is missing.
 """
@@ -192,8 +195,16 @@ def _json_config(path: Path) -> dict:
     return data
 
 
+def backend_name(path: str, adapter: str | None) -> str:
+    """The model name a local backend stores with every turn, whichever engine plays it."""
+    name = "embedded" if path in EMBEDDED_ALIASES else path
+    # an adapter-only folder given as the path names itself; only an explicit +ADAPTER is added
+    return f"{name}+{adapter}" if adapter else name
+
+
 class LocalBackend(Backend):
     provider = "local"
+    engine = "transformers"
 
     def __init__(
         self,
@@ -206,9 +217,7 @@ class LocalBackend(Backend):
         max_batch: int = DEFAULT_MAX_BATCH,
         wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
-        self.model = "embedded" if path in EMBEDDED_ALIASES else path
-        if adapter:  # an adapter-only folder given as the path names itself; only an explicit +ADAPTER is added
-            self.model += f"+{adapter}"
+        self.model = backend_name(path, adapter)
         model_dir, adapter = _resolve(path, adapter)  # before the heavy imports: a bad path fails fast
         if dtype not in DTYPES:
             raise LabError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
@@ -464,19 +473,67 @@ def _four_bit_config(device: str):
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
 
 
-_SHARED: dict[tuple[str, str | None, bool, str], LocalBackend] = {}
+_SHARED: dict[tuple[str, str | None, bool, str, str], Backend] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def shared_backend(
-    path: str = "", adapter: str | None = None, *, load_in_4bit: bool = False, dtype: str = "auto"
-) -> LocalBackend:
-    """The one `LocalBackend` for this model in this process: players that share it are batched together."""
-    key = (path if path not in EMBEDDED_ALIASES else "", adapter, load_in_4bit, dtype)
+    path: str = "", adapter: str | None = None, *, load_in_4bit: bool = False, dtype: str = "auto",
+    engine: str = "auto",
+) -> Backend:
+    """The one backend for this model in this process: players that share it are batched together (transformers)
+    or share its cached prompts (llama.cpp)."""
+    engine = choose_engine(path, adapter, load_in_4bit=load_in_4bit, dtype=dtype, engine=engine)
+    key = (path if path not in EMBEDDED_ALIASES else "", adapter, load_in_4bit, dtype, engine)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = LocalBackend(path, adapter, load_in_4bit=load_in_4bit, dtype=dtype)
+            if engine == "llama.cpp":
+                from engine.llm.llamacpp import LlamaCppBackend
+
+                model_dir, resolved = _resolve(path, adapter)
+                _SHARED[key] = LlamaCppBackend(backend_name(path, adapter), model_dir, resolved)
+            else:
+                _SHARED[key] = LocalBackend(path, adapter, load_in_4bit=load_in_4bit, dtype=dtype)
         return _SHARED[key]
+
+
+def choose_engine(path: str, adapter: str | None, *, load_in_4bit: bool = False, dtype: str = "auto",
+                  engine: str = "auto") -> str:
+    """`transformers` or `llama.cpp` for a local model's `engine=` option (`engine.llm.llamacpp`).
+
+    `auto` takes llama.cpp for the embedded model (and its adapters) when llama-cpp-python is installed and the
+    spec asks nothing only transformers does; where only the library is missing it says so in one `note:` line.
+    """
+    from engine.llm import llamacpp
+
+    if engine not in llamacpp.ENGINES:
+        raise LabError(f"unknown engine '{engine}' (choose from {', '.join(llamacpp.ENGINES)})")
+    if engine == "transformers":
+        return engine
+    model_dir, _ = _resolve(path, adapter)
+    blockers = [option for option, asked in (("4bit=1", load_in_4bit), (f"dtype={dtype}", dtype != "auto")) if asked]
+    if not llamacpp.is_embedded_folder(model_dir):
+        blockers.append(f"a model other than the embedded one ({model_dir})")
+    if _cuda():
+        blockers.append("a CUDA GPU")
+    if engine == "llama.cpp":
+        if blockers:
+            raise LabError(f"engine=llama.cpp cannot play {', '.join(blockers)}: use engine=transformers")
+        if not llamacpp.available():
+            raise LabError(f"engine=llama.cpp needs llama-cpp-python: {llamacpp.INSTALL_HINT}")
+        return engine
+    if blockers:
+        return "transformers"
+    if not llamacpp.available():
+        llamacpp.note_fallback(f"llama-cpp-python is not installed ({llamacpp.INSTALL_HINT})")
+        return "transformers"
+    return "llama.cpp"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def release(folder: str) -> None:

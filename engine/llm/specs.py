@@ -8,8 +8,8 @@
 
 Any spec may end with options after '?', joined by '&' (the grammar is `engine.players.spec`): `belief=tracker|self`,
 `reply=full|compact|moves` (the reply format the model was trained on), `fresh=0|1` (structured output without the moves the target has answered for good) and `structured=0|1` (persuaders: replies held to
-the turn's moves by the API's JSON schema, on by default for OpenAI and Claude), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16|int8` (`auto`: float32 on a CPU, bfloat16 on a GPU)
-(local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
+the turn's moves by the API's JSON schema, on by default for OpenAI and Claude), `max_tokens=N`, `temperature=T`, `4bit=1` (local models on CUDA), `dtype=float32|bfloat16|float16|int8` (`auto`: float32 on a CPU, bfloat16 on a GPU),
+`engine=auto|transformers|llama.cpp` (local models), e.g. `local:models/sft?belief=self&temperature=0.3`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from engine.llm.base import Backend, GenerationOptions
 from engine.llm.catalog import resolve
 from engine.players.spec import PlayerSpec, parse
 
-SETTINGS = ("max_tokens", "temperature", "4bit", "dtype")  # how the model runs, not which player it is
+SETTINGS = ("max_tokens", "temperature", "4bit", "dtype", "engine")  # how the model runs, not which player it is
 OPTION_NAMES = ("belief", "reply", "structured", "fresh", "conclude", "disclose", *SETTINGS)
 PROVIDERS = {  # the player kinds a model backs, in either role, with their `play --list` help
     "local": "local model: local (the embedded SmolLM2) or local:PATH[+ADAPTER]",
@@ -102,4 +102,5 @@ def make_backend(spec: ModelSpec) -> Backend:
         spec.adapter,
         load_in_4bit=spec.options.get("4bit", "") in ("1", "true", "yes"),
         dtype=spec.options.get("dtype", "auto"),
+        engine=spec.options.get("engine", "auto"),
     )
