@@ -74,7 +74,6 @@ class GrammarLogits:
         self._started = False
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import numpy as np
         import torch
 
         if self._started:  # the token chosen at the last step, fed to each row's matcher
@@ -86,9 +85,17 @@ class GrammarLogits:
         for row, matcher in enumerate(self.matchers):
             if matcher is None:
                 continue
-            bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-            allowed = torch.zeros(vocab, dtype=torch.bool, device=scores.device)
-            n = min(vocab, bits.size)
-            allowed[:n] = torch.from_numpy(bits[:n].astype(bool)).to(scores.device)
+            allowed = torch.from_numpy(allowed_tokens(matcher, vocab)).to(scores.device)
             scores[row, ~allowed] = float("-inf")
         return scores
+
+
+def allowed_tokens(matcher: Any, vocab: int) -> Any:
+    """The matcher's next-token mask as a numpy bool array of `vocab` entries (ids past its tokenizer: False)."""
+    import numpy as np
+
+    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    allowed = np.zeros(vocab, dtype=bool)
+    n = min(vocab, bits.size)
+    allowed[:n] = bits[:n].astype(bool)
+    return allowed

@@ -37,9 +37,9 @@ from engine.errors import LabError
 from engine.llm.base import Backend, ChatResult, GenerationOptions, Message, TextCallback, current_cancel
 from engine.llm.embedded import cache_dir, embedded_model_dir, gguf_path
 from engine.llm.grammar import INSTALL_HINT as GRAMMAR_HINT
-from engine.llm.grammar import GrammarCompiler
+from engine.llm.grammar import GrammarCompiler, allowed_tokens
 from engine.llm.grammar import available as grammar_available
-from engine.llm.prefix_cache import common_prefix
+from engine.llm.prefix_cache import common_prefix, longest
 
 INSTALL_HINT = "./setup.sh --llama-cpp (builds llama-cpp-python, about 10 minutes on 2 cores)"
 ENGINES = ("auto", "transformers", "llama.cpp")  # the `engine=` spec option of local models
@@ -74,9 +74,9 @@ def base_gguf(weights: str = DEFAULT_WEIGHTS) -> Path:
     once, into the cache; `q4_1` is the shipped file itself.
 
     The values stay those of the 4-bit blocks (f16 holds each one to within its rounding), so an adapter trained
-    on the transformers copy still fits; what changes is the speed: on this lab's 2-core CPU llama.cpp reads
-    prompts 1.5-2x faster from f16 or q8_0 than from q4_1, which has no fast matrix-matrix kernel there, and a
-    game's prompts are most of its tokens (`bench/evaluate.py --engine llama.cpp`).
+    on the transformers copy still fits; what changes is the speed: on this lab's 2-core CPU llama.cpp read
+    prompts at 432 tokens/s from f16, 240 from q8_0 and 193 from q4_1, and wrote 40, 49 and 60 tokens/s
+    (`bench/generate.py --llama-cpp q4_1,q8_0,f16`); a game reads far more prompt tokens than it writes.
     """
     source = gguf_path()
     if weights == "q4_1":
@@ -227,8 +227,8 @@ class StateCache:
         import llama_cpp
 
         held = common_prefix(tuple(llama.input_ids[: llama.n_tokens].tolist()), ids)
-        best = max(self._states, key=lambda key: common_prefix(key, ids), default=None)
-        if best is not None and common_prefix(best, ids) > held:
+        best, best_n = longest(self._states, ids)
+        if best is not None and best_n > held:
             data = self._states[best]
             self._states.move_to_end(best)
             llama._ctx.kv_cache_seq_rm(0, 0, -1)
@@ -236,7 +236,7 @@ class StateCache:
             if llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, buffer, len(data), 0) != len(data):
                 raise LabError("llama.cpp could not restore a cached prompt")
             llama.input_ids[: len(best)] = best
-            held = common_prefix(best, ids)
+            held = best_n
         held = min(held, len(ids) - 1)  # the last prompt token is always read: its logits start the reply
         llama.n_tokens = held  # `eval` drops the context's tokens from here on before reading
         self.reused_tokens += held
@@ -284,12 +284,10 @@ class LlamaCppBackend(Backend):
         from llama_cpp import Llama
         from transformers import AutoTokenizer
 
-        started = time.perf_counter()
         self.model = name
         tokenizer_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").exists() else model_dir
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         lora = str(lora_gguf(adapter)) if adapter else None
-        self.weights = weights
         self.llama = Llama(model_path=str(base_gguf(weights)), lora_path=lora, n_ctx=context, n_batch=512,
                            n_threads=threads or _cpu_threads(), n_threads_batch=threads or _cpu_threads(),
                            seed=seed, flash_attn=FLASH_ATTENTION, verbose=False)
@@ -301,7 +299,6 @@ class LlamaCppBackend(Backend):
         self._lock = threading.Lock()  # one llama.cpp context: one reply at a time
         self._compiler = GrammarCompiler(self.tokenizer)
         self.grammar_output = grammar_available()
-        self.load_s = time.perf_counter() - started
 
     # ----- the Backend interface -----------------------------------------------------------------------
     def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> ChatResult:
@@ -320,18 +317,13 @@ class LlamaCppBackend(Backend):
             raise LabError(f"local model {self.model}: decoding under a grammar needs {GRAMMAR_HINT}")
         return self._reply(messages, options or GenerationOptions(), grammar, on_text)
 
-    def chat_batch(self, conversations, options: GenerationOptions | None = None) -> list[ChatResult]:
-        return [self.chat(c, options) for c in conversations]
-
     # ----- generation ------------------------------------------------------------------------------------
     def _reply(self, messages: list[Message], options: GenerationOptions, grammar: str | None = None,
                on_text: TextCallback | None = None) -> ChatResult:
         import numpy as np
 
-        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-        if hasattr(ids, "keys"):  # a BatchEncoding in newer transformers
-            ids = ids["input_ids"]
-        ids = list(ids)
+        ids = list(self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                      return_dict=True)["input_ids"])
         if len(ids) + options.max_tokens > self.llama.n_ctx():
             raise LabError(f"local model {self.model}: a {len(ids)}-token prompt and {options.max_tokens} new tokens "
                            f"do not fit the llama.cpp context of {self.llama.n_ctx()}")
@@ -352,11 +344,7 @@ class LlamaCppBackend(Backend):
                     raise KeyboardInterrupt
                 logits = np.ctypeslib.as_array(self.llama._ctx.get_logits_ith(-1), shape=(n_vocab,)).copy()
                 if matcher is not None:
-                    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-                    allowed = np.zeros(n_vocab, dtype=bool)
-                    n = min(n_vocab, bits.size)
-                    allowed[:n] = bits[:n].astype(bool)
-                    logits[~allowed] = -np.inf
+                    logits[~allowed_tokens(matcher, n_vocab)] = -np.inf
                 token = self._pick(logits, options.temperature)
                 out.append(token)
                 if token in self.stop_ids:

@@ -16,6 +16,7 @@ longer one holds its prefix.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,17 @@ def common_prefix(a: tuple[int, ...], b: list[int]) -> int:
     return n
 
 
+def longest(keys: Iterable[tuple[int, ...]], ids: list[int]) -> tuple[tuple[int, ...] | None, int]:
+    """The key sharing the longest (non-empty) prefix with `ids`, and that prefix's length."""
+    best, best_n = None, 0
+    for key in keys:
+        if key and ids and key[0] == ids[0]:
+            n = common_prefix(key, ids)
+            if n > best_n:
+                best, best_n = key, n
+    return best, best_n
+
+
 class PrefixCache:
     def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.budget_bytes = budget_bytes
@@ -62,13 +74,8 @@ class PrefixCache:
 
     def longest(self, ids: list[int]) -> tuple[_Entry | None, int]:
         """The entry sharing the longest prefix with `ids`, and that prefix's length."""
-        best, best_n = None, 0
-        for entry in self._entries.values():
-            if entry.ids and ids and entry.ids[0] == ids[0]:
-                n = common_prefix(entry.ids, ids)
-                if n > best_n:
-                    best, best_n = entry, n
-        return best, best_n
+        key, n = longest(self._entries, ids)
+        return (self._entries[key] if key is not None else None), n
 
     def prefill(self, model: Any, ids: list[int]) -> Prefilled:
         """Read `ids[:-1]` into a cache, reusing the longest cached prefix, and keep the result for later turns."""
