@@ -1,7 +1,9 @@
 """Training memory, tokens/s and loss per step for LoRA SFT on the embedded SmolLM2 on this CPU: trl's own loss
 (`loss: full`, no activation checkpointing: the trainer before issue 15) against the labels-only loss, without
-and with activation checkpointing (`gradient_checkpointing`), and LoRA on the last 10 layers only (`lora_layers`:
-the backward pass stops at the lowest adapted layer; a different model, so a different loss curve).
+and with activation checkpointing (`gradient_checkpointing`), LoRA on the last 10 layers only (`lora_layers`:
+the backward pass stops at the lowest adapted layer; a different model, so a different loss curve), float32 against
+bf16 autocast (`precision`), and a step's examples in one forward pass against one at a time (`batch_size` 1,
+`grad_accum` 4: the same step).
 
 The examples are real: planner games on generated scenarios, turned into chatml rows by data prep, so the
 sequence lengths are those of the tutorial (batch 4, up to 1,024 tokens). Each setting trains in its own process,
@@ -9,7 +11,7 @@ so its peak resident memory (VmHWM: model, activations, logits, allocator) is it
 input tokens the Trainer counted; the first step (warm-up) is left out of the per-step median. The same seed and
 data give every setting the same batches, so the loss per step shows whether the curve is the same. On a CPU
 shared with other jobs, `--threads 1` is far faster than two spin-waiting threads.
-Run: .venv/bin/python bench/train.py [--steps 4] [--batch-size 4] [--threads 1] [--packing]
+Run: .venv/bin/python bench/train.py [--steps 4] [--batch-size 4] [--threads 1] [--packing] [--settings 9,10]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the `engine` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -43,11 +46,24 @@ def planner_rows(n_games: int, seed: int) -> list[dict]:
     return rows
 
 
-# (loss, gradient_checkpointing, lora_layers): the trainer before issue 15 first (with glibc's default, growing mmap
-# threshold, as it was then: see loop.return_freed_memory), then the labels-only loss without and with activation
-# checkpointing, then LoRA on the last 10 layers only (the tutorial's config) without and with checkpointing
-SETTINGS = (("full", False, None), ("labels", False, None), ("labels", True, None), ("labels", False, 10),
-            ("labels", True, 10))
+class Setting(NamedTuple):
+    loss: str  # "full" (trl's own) or "labels"
+    checkpointing: bool
+    layers: int | None  # LoRA on the last N layers (None: all)
+    precision: str  # "float32" or "bf16" (autocast)
+    micro_batch: int  # examples a forward pass; the step's --batch-size examples are accumulated over passes
+
+
+# The trainer before issue 15 first (with glibc's default, growing mmap threshold, as it was then: see
+# loop.return_freed_memory); then the labels-only loss without and with activation checkpointing, on every layer
+# and on the last 10 only (the tutorial's), in float32 then in bf16 autocast (fast only on a CPU with native bf16),
+# each step's examples in one forward pass; then the same step one example a pass (no padding; the saved
+# activations of one example): bf16 on every layer and on the last 10, with and without checkpointing
+SETTINGS = (Setting("full", False, None, "float32", 4),
+            *[Setting("labels", checkpointing, layers, precision, 4) for precision in ("float32", "bf16")
+              for layers in (None, 10) for checkpointing in (False, True)],
+            Setting("labels", False, None, "bf16", 1), Setting("labels", True, None, "bf16", 1),
+            Setting("labels", False, 10, "bf16", 1), Setting("labels", True, 10, "bf16", 1))
 
 
 def peak_rss_mb() -> float:
@@ -58,21 +74,23 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def measure(data: str, folder: Path, loss: str, checkpointing: bool, layers: int | None,
-            args: argparse.Namespace) -> dict:
+def measure(data: str, folder: Path, setting: Setting, args: argparse.Namespace) -> dict:
     """One setting's run, in this (fresh) process."""
-    if (loss, checkpointing, layers) == SETTINGS[0]:
+    if setting == SETTINGS[0]:
         loop.return_freed_memory = lambda: None  # the allocator as it was before issue 15
-    store = Store(folder / f"bench-{loss}-{checkpointing}-{layers}.db")
-    cfg = load_config(None, dict(data=data, output=str(folder / f"{loss}-{checkpointing}-{layers}"), max_steps=args.steps,
-                                 batch_size=args.batch_size, grad_accum=1, max_seq_len=args.max_seq_len,
-                                 packing=args.packing, lr=1e-3, loss=loss, gradient_checkpointing=checkpointing, lora_layers=layers,
-                                 save_steps=10_000, cpu_threads=args.threads))
+    tag = "-".join(map(str, setting))
+    store = Store(folder / f"bench-{tag}.db")
+    micro = min(setting.micro_batch, args.batch_size)
+    cfg = load_config(None, dict(data=data, output=str(folder / tag), max_steps=args.steps, precision=setting.precision,
+                                 batch_size=micro, grad_accum=args.batch_size // micro, max_seq_len=args.max_seq_len,
+                                 packing=args.packing, lr=1e-3, loss=setting.loss, lora_layers=setting.layers,
+                                 gradient_checkpointing=setting.checkpointing, save_steps=10_000,
+                                 cpu_threads=args.threads))
     result = sft.train(cfg, store)
     steps = [s for s in store.training_steps(result["run_id"]) if s["loss"] is not None]
     per_step = [s["tokens_per_s"] for s in steps[1:] if s["tokens_per_s"]]
     m = result["metrics"]
-    return {"loss": loss, "gradient_checkpointing": checkpointing, "lora_layers": layers, "peak_rss_mb": round(peak_rss_mb()),
+    return {**setting._asdict(), "peak_rss_mb": round(peak_rss_mb()),
             "steps": m["global_step"], "tokens": m["num_input_tokens_seen"], "seconds": round(m["train_runtime"], 1),
             "tokens_per_s_median_after_warmup": round(statistics.median(per_step), 1) if per_step else None,
             "loss_per_step": [round(s["loss"], 4) for s in steps]}
@@ -81,17 +99,19 @@ def measure(data: str, folder: Path, loss: str, checkpointing: bool, layers: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4, help="examples a step (default 4: the tutorial's)")
     parser.add_argument("--max-seq-len", type=int, default=1024)
     parser.add_argument("--packing", action="store_true", help="pack the examples (default: one a row, as the tutorial)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--games", type=int, default=12, help="planner games to draw examples from")
-    parser.add_argument("--one", nargs=4, metavar=("DATA", "LOSS", "CHECKPOINTING", "LAYERS"), help=argparse.SUPPRESS)
+    parser.add_argument("--settings", default=None,
+                        help="which settings to run, by number (0 is the reference, always run): e.g. 2,6 "
+                             f"(default: all {len(SETTINGS)}: " + "; ".join(f"{i} {s}" for i, s in enumerate(SETTINGS)) + ")")
+    parser.add_argument("--one", nargs=2, metavar=("DATA", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child: one setting, one JSON line
-        data, loss, checkpointing, layers = args.one
-        print(json.dumps(measure(data, Path(data).parent, loss, checkpointing == "1",
-                                 None if layers == "all" else int(layers), args)), flush=True)
+        data, index = args.one
+        print(json.dumps(measure(data, Path(data).parent, SETTINGS[int(index)], args)), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.jsonl"
@@ -100,8 +120,9 @@ def main() -> None:
         print(f"{len(rows)} examples from {args.games} planner games; batch {args.batch_size}, max_seq_len "
               f"{args.max_seq_len}, packing {args.packing}, {args.steps} steps")
         results = []
-        for loss, checkpointing, layers in SETTINGS:
-            child = [sys.executable, __file__, "--one", str(data), loss, str(int(checkpointing)), str(layers or "all")]
+        chosen = sorted({0, *(int(i) for i in args.settings.split(","))}) if args.settings else range(len(SETTINGS))
+        for index in chosen:
+            child = [sys.executable, __file__, "--one", str(data), str(index)]
             child += [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
                       if k in ("steps", "batch_size", "max_seq_len", "threads") and v is not None]
             child += ["--packing"] if args.packing else []
@@ -111,8 +132,8 @@ def main() -> None:
         before = results[0]
         for after in results[1:]:
             speed = after["tokens_per_s_median_after_warmup"] / before["tokens_per_s_median_after_warmup"]
-            print(f"loss {after['loss']}, checkpointing {after['gradient_checkpointing']}, LoRA layers "
-                  f"{after['lora_layers'] or 'all'} vs the trainer before issue 15: peak memory {before['peak_rss_mb']} "
+            print(f"loss {after['loss']}, checkpointing {after['checkpointing']}, LoRA layers "
+                  f"{after['layers'] or 'all'}, {after['precision']}, {after['micro_batch']} a pass vs the trainer before issue 15: peak memory {before['peak_rss_mb']} "
                   f"-> {after['peak_rss_mb']} MB, tokens/s x{speed:.2f}  [aims: under 2,000 MB, at least x1.5]")
 
 

@@ -121,3 +121,8 @@ def test_lora_layers_adapts_only_the_last_decoder_layers():
         lora_config(load_config(None, {"data": "a.jsonl", "output": "m", "lora_layers": 31}), model)
     with pytest.raises(LabError, match="at least 1"):
         load_config(None, {"data": "a.jsonl", "output": "m", "lora_layers": 0})
+
+
+def test_precision_must_be_known():
+    with pytest.raises(LabError, match="precision must be one of auto, float32, bf16, not 'fp8'"):
+        load_config(None, {"data": "a.jsonl", "output": "m", "precision": "fp8"})

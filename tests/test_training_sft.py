@@ -19,9 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 def tiny(tmp_path: Path, **overrides) -> dict:
-    """Two steps of two short rows; one torch thread: two threads on cores shared with other jobs spin-wait."""
+    """Two steps of two short rows; one torch thread: two threads on cores shared with other jobs spin-wait.
+    float32 on every machine (`auto` depends on the CPU: its own test is below)."""
     values = dict(data=write_rows(tmp_path / "train.jsonl", chat_rows(4)), output=str(tmp_path / "models" / "tiny"),
-                  max_steps=2, batch_size=2, max_seq_len=48, save_steps=1, lora_r=4, lora_alpha=8, cpu_threads=1)
+                  max_steps=2, batch_size=2, max_seq_len=48, save_steps=1, lora_r=4, lora_alpha=8, cpu_threads=1,
+                  precision="float32")
     return values | overrides
 
 
@@ -159,3 +161,33 @@ def test_token_budget_ends_the_run_and_the_adapter_records_its_reply_format(tmp_
     assert (plain.reply, plain.format_warning) == ("compact", None)
     asked = make_persuader(f"local:{out}?reply=full&max_tokens=8")
     assert asked.reply == "full" and "trained on the compact reply format" in asked.format_warning
+
+
+class ComputeDtype(TrainerCallback):
+    """The dtype the model's projections write during training (bf16 under autocast, whatever the weights)."""
+
+    def __init__(self) -> None:
+        self.seen: set = set()
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import torch
+
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(lambda _m, _i, out: self.seen.add(out.dtype))
+
+
+@pytest.mark.parametrize(("precision", "bf16_cpu", "expected"), [
+    ("auto", True, "bf16"), ("auto", False, "float32"), ("float32", True, "float32"), ("bf16", False, "bf16"),
+])
+def test_precision_is_resolved_for_this_cpu_and_recorded(tmp_path, store, monkeypatch, precision, bf16_cpu, expected):
+    import torch
+
+    # torch's own CPU feature probe, as a CPU with (or without) native bf16 would answer it
+    monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda: {"avx512_bf16": bf16_cpu, "amx_bf16": False})
+    said, probe = [], ComputeDtype()
+    result = sft.train(load_config(None, tiny(tmp_path, precision=precision, max_steps=1)), store, say=said.append,
+                       callbacks=[probe])
+    assert result["metrics"]["precision"] == expected  # `auto` is stored as what it meant on this machine
+    assert probe.seen == {torch.bfloat16 if expected == "bf16" else torch.float32}
+    assert any("bf16 autocast" in line for line in said) == (precision == "auto" and expected == "bf16")

@@ -16,7 +16,7 @@ from rich.table import Table
 from engine.cli.common import add_json_flag, console, open_store, print_rows
 from engine.cli.improve import show_improve
 from engine.pipeline.improve import run_rows as improve_rows
-from engine.pipeline.training.config import METHODS
+from engine.pipeline.training.config import METHODS, PRECISIONS
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -43,8 +43,9 @@ OPTIONS: dict[str, tuple[Any, str]] = {
     "--lora-dropout": (float, "LoRA dropout (default 0.05)"),
     "--lora-layers": (int, "LoRA on the last N decoder layers only (default: all): backward stops there, "
                            "faster and smaller on a CPU"),
-    "--batch-size": (int, "examples per device per forward pass (default 2)"),
-    "--grad-accum": (int, "forward passes per optimizer step (default 2)"),
+    "--batch-size": (int, "examples per device per forward pass (default 1: no padding, and the activations of one "
+                          "example only)"),
+    "--grad-accum": (int, "forward passes per optimizer step (default 4: a step of 4 examples)"),
     "--max-seq-len": (int, "tokens per example, longer ones are truncated (default 1024)"),
     "--save-steps": (int, "checkpoint every N steps (default 50); --resume continues from the last"),
     "--logging-steps": (int, "log a step to the store every N steps (default 1)"),
@@ -74,6 +75,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="pack several short examples into each sequence (faster on short examples)")
     p.add_argument("--qlora", action=argparse.BooleanOptionalAction, default=None,
                    help="load the base in 4-bit NF4 (bitsandbytes, CUDA GPU only)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="number format of the matmuls: auto (default: bf16 on a GPU that has it, else fp16; on a CPU, "
+                        "bf16 autocast where it multiplies bf16 natively, else float32), float32, or bf16")
     p.add_argument("--report-to", choices=["none", "wandb", "tensorboard"], default=None,
                    help="also log to Weights & Biases or TensorBoard (when installed)")
     p.add_argument("--resume", metavar="RUN_OR_OUTPUT", help="continue an interrupted run from its last checkpoint")
@@ -98,7 +102,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = [f.lstrip("-").replace("-", "_") for f in OPTIONS] + ["backend", "method", "packing", "qlora", "report_to"]
+    names = [f.lstrip("-").replace("-", "_") for f in OPTIONS] + ["backend", "method", "packing", "qlora", "precision", "report_to"]
     out = {n: getattr(args, n) for n in names}
     out["poll_s"] = out.pop("poll")
     return out

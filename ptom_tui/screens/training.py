@@ -333,7 +333,7 @@ class NewRunForm(ModalScreen[dict[str, str] | None]):
         ("config", "config file", "blank: none (e.g. configs/sft.yaml)", "text"),
         ("model", "base model", "blank: embedded SmolLM2", "text"),
         ("max_steps", "max steps", "blank: one epoch", "integer"),
-        ("batch_size", "batch size", "blank: config or 2", "integer"),
+        ("batch_size", "batch size", "blank: config or 1", "integer"),
         ("max_seq_len", "sequence length", "blank: config or 1024", "integer"),
         ("lr", "learning rate", "blank: config or 2e-4", "number"),
     )

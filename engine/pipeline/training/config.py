@@ -17,6 +17,7 @@ BACKENDS = ("local", "openai")
 METHODS = ("sft", "kto", "dpo", "grpo")  # grpo: online RL on the model's own games (training/grpo.py)
 REPORT_TO = ("none", "wandb", "tensorboard")
 LOSSES = ("labels", "full")
+PRECISIONS = ("auto", "float32", "bf16")
 
 
 @dataclass
@@ -41,16 +42,23 @@ class TrainConfig:
     # LoRA on the last N decoder layers only (None: every layer). The backward pass then stops at the lowest adapted
     # layer and only those layers keep activations: bench/train.py measures the time and memory it saves
     lora_layers: int | None = None
-    batch_size: int = 2  # x grad_accum 2: 4 examples a step
-    grad_accum: int = 2
+    # a step of 4 examples, one a forward pass: no padding, and the saved activations of one example only. The
+    # same loss per step as 4 a pass; on a CPU, bf16 without checkpointing, 179 against 147 tokens/s (bench/train.py)
+    batch_size: int = 1
+    grad_accum: int = 4
     max_seq_len: int = 1024
     packing: bool = False
     # SFT: "labels" projects only the reply's positions onto the vocabulary (label_loss.py); "full" is trl's own
     # loss over every position, kept as the comparison bench/train.py measures
     loss: str = "labels"
-    # recompute each layer in the backward pass instead of keeping its activations: the tutorial (batch 4, up to
-    # 1,024 tokens) peaked at 1.6 GB with it and 8.9 GB without, at 0.64x the tokens/s (bench/train.py)
+    # recompute each layer in the backward pass instead of keeping its activations: with the defaults (LoRA on every
+    # layer, one example a pass, bf16) steps of up to 1,024 tokens peaked at 1.9 GB with it and 4.2 GB without, at
+    # 73 against 179 tokens/s (bench/train.py)
     gradient_checkpointing: bool = True
+    # the matmuls' number format. auto: bf16 on a GPU that has it (else fp16), and on a CPU with native bf16
+    # (avx512_bf16 or AMX) bf16 autocast over float32 weights, else float32. bf16: ask for it (emulated, so slow, on
+    # a CPU without it); float32: never. bench/train.py measures the time and memory it saves on a CPU
+    precision: str = "auto"
     save_steps: int = 50
     save_total_limit: int = 2
     logging_steps: int = 1
@@ -79,6 +87,8 @@ class TrainConfig:
             raise LabError(f"method must be one of {', '.join(METHODS)}, not '{self.method}'")
         if self.loss not in LOSSES:
             raise LabError(f"loss must be one of {', '.join(LOSSES)}, not '{self.loss}'")
+        if self.precision not in PRECISIONS:
+            raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
         if self.report_to not in REPORT_TO:
             raise LabError(f"report_to must be one of {', '.join(REPORT_TO)}, not '{self.report_to}'")
         if not self.data:

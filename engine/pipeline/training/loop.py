@@ -54,7 +54,8 @@ def return_freed_memory() -> None:
     against 1.9 GB of live tensors. A fixed threshold (glibc's starting 128 KiB) keeps them in their own mappings.
     Every fresh mapping is paid for in page faults: with LoRA on the last 10 layers and no checkpointing, 36 s of
     kernel time against 4 s over 4 steps, 45 against 69 tokens/s, for 3.4 GB against 4.5 GB peak. So only the
-    memory-saving mode (`gradient_checkpointing`) asks for it.
+    memory-saving mode (`gradient_checkpointing`) asks for it. One example a forward pass (bf16, every layer,
+    checkpointed, 6 steps of bench/train.py) peaked at 2.3 GB without it.
     """
     import ctypes
 
@@ -63,8 +64,32 @@ def return_freed_memory() -> None:
         mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX): there bf16 autocast is faster than float32;
+    elsewhere oneDNN emulates it and it only costs time."""
+    import torch
+
+    try:
+        capability = torch._C._cpu._get_cpu_capability()  # torch's own CPU feature probe (private, so guarded)
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(capability.get("avx512_bf16") or capability.get("amx_bf16"))
+
+
+def precision(cfg: TrainConfig) -> str:
+    """The number format this run computes in here: `cfg.precision` with `auto` resolved for this machine."""
+    import torch
+
+    if cfg.precision != "auto":
+        return cfg.precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "float32"
+
+
 def load_base(cfg: TrainConfig):
-    """The base model and tokenizer: float32 on the CPU, bf16/fp16 on CUDA, 4-bit NF4 with --qlora."""
+    """The base model and tokenizer: float32 weights on the CPU (bf16 runs autocast over them), bf16/fp16 on CUDA
+    unless `precision: float32`, 4-bit NF4 with --qlora."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -79,11 +104,11 @@ def load_base(cfg: TrainConfig):
         tokenizer.pad_token = tokenizer.eos_token
     kwargs: dict[str, Any] = {}
     if torch.cuda.is_available():
-        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs["dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision(cfg), torch.float32)
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     else:
         kwargs["dtype"] = torch.float32
-        if cfg.gradient_checkpointing:  # the memory-saving mode: each fresh mapping costs page faults, ~35% speed
+        if cfg.gradient_checkpointing:  # the memory-saving mode: each fresh mapping costs page faults (see there)
             return_freed_memory()
     if cfg.qlora:
         from transformers import BitsAndBytesConfig
@@ -133,9 +158,10 @@ def training_kwargs(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
         include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, disable_tqdm=True,
     )
-    # trl defaults to bf16 autocast: on a CPU it only costs time (bf16 matmuls are emulated on most CPUs).
+    # trl would autocast to bf16 everywhere; `precision` decides instead (on a CPU without native bf16 it only
+    # costs time)
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    bf16 = precision(cfg) == "bf16"
     # Activation checkpointing keeps each layer's input only and recomputes the rest in the backward pass:
     # `gradient_checkpointing` in the config (see its comment for the figures). Non-reentrant: it needs no
     # gradient on the embeddings' output, which a LoRA model's frozen embeddings would not give.
@@ -144,7 +170,7 @@ def training_kwargs(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
 
     checkpointing = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
                      else "gradient_checkpointing")
-    kwargs.update({"bf16": bf16, "fp16": cuda and not bf16, checkpointing: cfg.gradient_checkpointing,
+    kwargs.update({"bf16": bf16, "fp16": cuda and precision(cfg) == "fp16", checkpointing: cfg.gradient_checkpointing,
                    f"{checkpointing}_kwargs": {"use_reentrant": False}})
     if has_eval:
         kwargs.update(eval_strategy="steps", eval_steps=cfg.save_steps)
@@ -261,6 +287,10 @@ def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
     model, tokenizer, base_path = load_base(cfg)
+    computes_in = precision(cfg)
+    if main and say and cfg.precision == "auto" and computes_in == "bf16" and model.device.type == "cpu":
+        say("note: bf16 autocast over float32 weights, as this CPU multiplies bf16 natively (--precision float32: "
+            "all in float32)")
     if main:
         if run_id:
             runs.resume_run(store, run_id, from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]))
@@ -307,6 +337,7 @@ def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None
     metrics = dict(result.metrics) | runs.loss_summary(store, run_id)
     metrics["global_step"] = trainer.state.global_step
     metrics["num_input_tokens_seen"] = trainer.state.num_input_tokens_seen
+    metrics["precision"] = computes_in  # `auto` depends on the machine: the format this run computed in
     runs.finish_run(store, run_id, metrics)
     out["metrics"] = metrics
     out["model_id"] = runs.register_model(
