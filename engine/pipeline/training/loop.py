@@ -160,8 +160,7 @@ def training_kwargs(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
     )
     # trl would autocast to bf16 everywhere; `precision` decides instead (on a CPU without native bf16 it only
     # costs time)
-    cuda = torch.cuda.is_available()
-    bf16 = precision(cfg) == "bf16"
+    mode = precision(cfg)
     # Activation checkpointing keeps each layer's input only and recomputes the rest in the backward pass:
     # `gradient_checkpointing` in the config (see its comment for the figures). Non-reentrant: it needs no
     # gradient on the embeddings' output, which a LoRA model's frozen embeddings would not give.
@@ -170,7 +169,7 @@ def training_kwargs(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
 
     checkpointing = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
                      else "gradient_checkpointing")
-    kwargs.update({"bf16": bf16, "fp16": cuda and precision(cfg) == "fp16", checkpointing: cfg.gradient_checkpointing,
+    kwargs.update({"bf16": mode == "bf16", "fp16": mode == "fp16", checkpointing: cfg.gradient_checkpointing,
                    f"{checkpointing}_kwargs": {"use_reentrant": False}})
     if has_eval:
         kwargs.update(eval_strategy="steps", eval_steps=cfg.save_steps)
