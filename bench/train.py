@@ -2,8 +2,8 @@
 (`loss: full`, no activation checkpointing: the trainer before issue 15) against the labels-only loss, without
 and with activation checkpointing (`gradient_checkpointing`), LoRA on the last 10 layers only (`lora_layers`:
 the backward pass stops at the lowest adapted layer; a different model, so a different loss curve), float32 against
-bf16 autocast (`precision`), and a step's examples in one forward pass against one at a time (`batch_size` 1,
-`grad_accum` 4: the same step).
+bf16 (`precision`: bf16 base weights, LoRA's in float32, autocast matmuls), and a step's examples in one forward pass
+against one at a time (`batch_size` 1, `grad_accum` 4: the same step).
 
 The examples are real: planner games on generated scenarios, turned into chatml rows by data prep, so the
 sequence lengths are those of the tutorial (batch 4, up to 1,024 tokens). Each setting trains in its own process,
@@ -32,7 +32,7 @@ from engine.game.episode import play  # noqa: E402
 from engine.game.generator import generate  # noqa: E402
 from engine.jsonl import write_json_lines  # noqa: E402
 from engine.pipeline.dataprep import sft_row, turn_examples  # noqa: E402
-from engine.pipeline.training import loop, sft  # noqa: E402
+from engine.pipeline.training import dropout, loop, sft  # noqa: E402
 from engine.pipeline.training.config import load_config  # noqa: E402
 from engine.players.registry import make_persuader, make_target  # noqa: E402
 from engine.store import Store  # noqa: E402
@@ -58,12 +58,14 @@ class Setting(NamedTuple):
 # loop.return_freed_memory); then the labels-only loss without and with activation checkpointing, on every layer
 # and on the last 10 only (the tutorial's), in float32 then in bf16 autocast (fast only on a CPU with native bf16),
 # each step's examples in one forward pass; then the same step one example a pass (no padding; the saved
-# activations of one example): bf16 on every layer and on the last 10, with and without checkpointing
+# activations of one example): bf16 on every layer and on the last 10, with and without checkpointing; last, the
+# defaults on a CPU without native bf16 (float32, one a pass, checkpointed)
 SETTINGS = (Setting("full", False, None, "float32", False),
             *[Setting("labels", checkpointing, layers, precision, False) for precision in ("float32", "bf16")
               for layers in (None, 10) for checkpointing in (False, True)],
             *[Setting("labels", checkpointing, layers, "bf16", True) for layers in (None, 10)
-              for checkpointing in (False, True)])
+              for checkpointing in (False, True)],
+            Setting("labels", True, None, "float32", True))
 
 
 def peak_rss_mb() -> float:
@@ -76,8 +78,9 @@ def peak_rss_mb() -> float:
 
 def measure(data: str, folder: Path, setting: Setting, args: argparse.Namespace) -> dict:
     """One setting's run, in this (fresh) process."""
-    if setting == SETTINGS[0]:
-        loop.return_freed_memory = lambda: None  # the allocator as it was before issue 15
+    if setting == SETTINGS[0]:  # the allocator and LoRA's dropout as they were before issue 15
+        loop.return_freed_memory = lambda computes_in: None
+        dropout.lean_lora_dropout = lambda model: 0
     tag = "-".join(map(str, setting))
     store = Store(folder / f"bench-{tag}.db")
     cfg = load_config(None, dict(data=data, output=str(folder / tag), max_steps=args.steps, precision=setting.precision,

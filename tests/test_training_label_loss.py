@@ -27,14 +27,15 @@ def test_next_token_positions_line_up_with_the_shifted_labels():
 
 
 def build(tmp_path, packing: bool) -> LabelLossSFTTrainer:
-    """A labels-loss trainer over a two-layer embedded model with LoRA (no dropout: both losses see one model)."""
+    """A labels-loss trainer over a two-layer embedded model with LoRA (no dropout: both losses see one model), in
+    float32 on every CPU (`auto` would load bf16 weights where the CPU has bf16)."""
     from datasets import Dataset
 
     from engine.pipeline.dataprep import to_prompt_completion
 
     cfg = load_config(None, dict(data="unused.jsonl", output=str(tmp_path / "out"), batch_size=3, max_seq_len=96,
                                  packing=packing, lora_r=4, lora_alpha=8, lora_dropout=0.0,
-                                 gradient_checkpointing=False))
+                                 gradient_checkpointing=False, precision="float32"))
     torch.manual_seed(0)
     model, tokenizer, _ = loop.load_base(cfg)
     model.model.layers = model.model.layers[:LAYERS]

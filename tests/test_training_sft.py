@@ -164,14 +164,17 @@ def test_token_budget_ends_the_run_and_the_adapter_records_its_reply_format(tmp_
 
 
 class ComputeDtype(TrainerCallback):
-    """The dtype the model's projections write during training (bf16 under autocast, whatever the weights)."""
+    """The dtype the model's projections write during training, and the dtypes of its frozen and trained weights."""
 
     def __init__(self) -> None:
         self.seen: set = set()
+        self.weights: dict[bool, set] = {True: set(), False: set()}  # requires_grad -> dtypes
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         import torch
 
+        for param in model.parameters():
+            self.weights[param.requires_grad].add(param.dtype)
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 module.register_forward_hook(lambda _m, _i, out: self.seen.add(out.dtype))
@@ -189,5 +192,8 @@ def test_precision_is_resolved_for_this_cpu_and_recorded(tmp_path, store, monkey
     result = sft.train(load_config(None, tiny(tmp_path, precision=precision, max_steps=1)), store, say=said.append,
                        callbacks=[probe])
     assert result["metrics"]["precision"] == expected  # `auto` is stored as what it meant on this machine
-    assert probe.seen == {torch.bfloat16 if expected == "bf16" else torch.float32}
-    assert any("bf16 autocast" in line for line in said) == (precision == "auto" and expected == "bf16")
+    computes_in = torch.bfloat16 if expected == "bf16" else torch.float32
+    assert probe.seen == {computes_in}
+    # the frozen base in the run's precision; LoRA's own weights float32 (and so the saved adapter)
+    assert probe.weights == {False: {computes_in}, True: {torch.float32}}
+    assert any("bf16 weights and matmuls" in line for line in said) == (precision == "auto" and expected == "bf16")

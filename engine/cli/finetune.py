@@ -76,8 +76,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--qlora", action=argparse.BooleanOptionalAction, default=None,
                    help="load the base in 4-bit NF4 (bitsandbytes, CUDA GPU only)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="number format of the matmuls: auto (default: bf16 on a GPU that has it, else fp16; on a CPU, "
-                        "bf16 autocast where it multiplies bf16 natively, else float32), float32, or bf16")
+                   help="number format of the base weights and matmuls (LoRA's own weights stay float32): auto "
+                        "(default: bf16 on a GPU that has it, else fp16; on a CPU, bf16 where it multiplies bf16 "
+                        "natively, else float32), float32, or bf16")
     p.add_argument("--report-to", choices=["none", "wandb", "tensorboard"], default=None,
                    help="also log to Weights & Biases or TensorBoard (when installed)")
     p.add_argument("--resume", metavar="RUN_OR_OUTPUT", help="continue an interrupted run from its last checkpoint")

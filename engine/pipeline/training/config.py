@@ -52,12 +52,12 @@ class TrainConfig:
     # loss over every position, kept as the comparison bench/train.py measures
     loss: str = "labels"
     # recompute each layer in the backward pass instead of keeping its activations: with the defaults (LoRA on every
-    # layer, one example a pass, bf16) steps of up to 1,024 tokens peaked at 1.9 GB with it and 4.2 GB without, at
-    # 73 against 179 tokens/s (bench/train.py)
+    # layer, one example a pass, bf16) steps of up to 1,024 tokens peaked at 1.9 GB with it and 2.9 GB without, at
+    # 141 against 209 tokens/s (the trainer before issue 15: 16 GB, 89; bench/train.py)
     gradient_checkpointing: bool = True
-    # the matmuls' number format. auto: bf16 on a GPU that has it (else fp16), and on a CPU with native bf16
-    # (avx512_bf16 or AMX) bf16 autocast over float32 weights, else float32. bf16: ask for it (emulated, so slow, on
-    # a CPU without it); float32: never. bench/train.py measures the time and memory it saves on a CPU
+    # the base weights' and the matmuls' number format (LoRA's own weights stay float32). auto: bf16 on a GPU that
+    # has it (else fp16) and on a CPU with native bf16 (avx512_bf16 or AMX), else float32. bf16: ask for it
+    # (emulated, so slow, on a CPU without it); float32: never. bench/train.py measures what it saves on a CPU
     precision: str = "auto"
     save_steps: int = 50
     save_total_limit: int = 2

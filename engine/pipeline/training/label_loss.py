@@ -39,8 +39,9 @@ def next_token_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 def chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
                bias: torch.Tensor | None) -> torch.Tensor:
-    """Summed cross-entropy of one chunk of hidden states against their next tokens."""
-    return F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, reduction="sum")
+    """Summed cross-entropy of one chunk of hidden states against their next tokens, projected in the head's own
+    dtype (the model's outputs come back in float32 from accelerate's autocast wrapper, its head may be bf16)."""
+    return F.cross_entropy(F.linear(hidden.to(weight.dtype), weight, bias).float(), targets, reduction="sum")
 
 
 class LabelLossSFTTrainer(SFTTrainer):
@@ -61,7 +62,7 @@ class LabelLossSFTTrainer(SFTTrainer):
         for part, part_targets in zip(hidden.split(CHUNK), targets.split(CHUNK), strict=True):
             total = total + checkpoint(chunk_loss, part, part_targets, head.weight, head.bias, use_reentrant=False)
             with torch.no_grad():
-                stats += metric_sums(F.linear(part, head.weight, head.bias).float(), part_targets)
+                stats += metric_sums(F.linear(part.to(head.weight.dtype), head.weight, head.bias), part_targets)
         # `num_items_in_batch` counts the labelled tokens of the whole accumulated step (of every rank), as in trl
         denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
         loss = total / torch.as_tensor(denominator).clamp(min=1)
@@ -90,8 +91,9 @@ class LabelLossSFTTrainer(SFTTrainer):
 
 def metric_sums(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The entropy summed over positions and the count of positions whose top logit is the target (argmax takes
-    the first of tied maxima, as trl does)."""
-    log_probs = torch.log_softmax(logits, dim=-1)
-    entropy = -(log_probs.exp() * log_probs).sum()
+    the first of tied maxima, as trl does), in float32 whatever the logits' dtype, with one float32 copy alive
+    besides the log-probabilities."""
     correct = (logits.argmax(dim=-1) == targets).sum()
+    log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+    entropy = -log_probs.exp().mul_(log_probs).sum()
     return torch.stack([entropy.double().cpu(), correct.double().cpu()])

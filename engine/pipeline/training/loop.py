@@ -45,27 +45,31 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
-def return_freed_memory() -> None:
-    """Make glibc hand freed tensors' memory back to the system at once (Linux; elsewhere nothing to do).
+def return_freed_memory(computes_in: str) -> None:
+    """Fix glibc's mmap threshold for the memory-saving mode (Linux; elsewhere nothing to do).
 
     glibc raises its mmap threshold each time a large block is freed, up to 32 MB, so the activations of a CPU
     training step (a few MB to tens of MB each) end up in the heap, where freed blocks are kept, fragmented, and
     not reused for the next larger ones: a tutorial step of SmolLM2-135M peaked at 7.7 GB resident this way
-    against 1.9 GB of live tensors. A fixed threshold (glibc's starting 128 KiB) keeps them in their own mappings.
-    Every fresh mapping is paid for in page faults: with LoRA on the last 10 layers and no checkpointing, 36 s of
-    kernel time against 4 s over 4 steps, 45 against 69 tokens/s, for 3.4 GB against 4.5 GB peak. So only the
-    memory-saving mode (`gradient_checkpointing`) asks for it. One example a forward pass (bf16, every layer,
-    checkpointed, 6 steps of bench/train.py) peaked at 2.3 GB without it.
+    against 1.9 GB of live tensors. Below a fixed threshold blocks stay in the heap and are reused; above it each
+    gets its own mapping, handed back when freed and paid for in page faults when touched again. Measured with
+    one example a pass, every layer checkpointed (6 steps of bench/train.py):
+    - float32: 128 KiB (glibc's starting value) peaked at 1.26 GB at 64.5 tokens/s, 16 MB at 2.8 GB at 104;
+    - bf16: 128 KiB peaked at 1.65 GB at 86.4 tokens/s, 16 MB at 1.85 GB at 141.7 (the trainer before issue 15:
+      88.7): bf16 activations of one example (up to 3 MB) stay in the heap, the vocabulary-sized logits go back at
+      once; 14 million page faults over four 1,000-token examples at 128 KiB, 0.6 million at 16 MB.
+    Without checkpointing the heap is not the peak: the fixed threshold costs only time (LoRA on the last 10
+    layers, float32: 45 against 69 tokens/s for 3.4 GB against 4.5 GB), so only the memory-saving mode asks.
     """
     import ctypes
 
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is not None:
-        mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        mallopt(-3, 16 * 2**20 if computes_in == "bf16" else 128 * 1024)  # M_MMAP_THRESHOLD
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX): there bf16 autocast is faster than float32;
+    """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX): there bf16 is faster than float32;
     elsewhere oneDNN emulates it and it only costs time."""
     import torch
 
@@ -88,8 +92,11 @@ def precision(cfg: TrainConfig) -> str:
 
 
 def load_base(cfg: TrainConfig):
-    """The base model and tokenizer: float32 weights on the CPU (bf16 runs autocast over them), bf16/fp16 on CUDA
-    unless `precision: float32`, 4-bit NF4 with --qlora."""
+    """The base model and tokenizer, its weights in the run's precision (float32, or bf16 on a CPU with native bf16
+    and on a GPU that has it, fp16 on one without), 4-bit NF4 with --qlora. The base weights are frozen, so bf16
+    loses nothing to rounded updates; LoRA's own weights stay float32 (peft), and the trainer autocasts the
+    matmuls. On a CPU, bf16 weights halve the memory the model takes and spare autocast a bf16 copy of every weight
+    at every forward pass (bench/train.py)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -102,14 +109,12 @@ def load_base(cfg: TrainConfig):
         raise LabError(f"cannot load the model '{cfg.model}' ({path}): {str(exc).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict[str, Any] = {}
+    computes_in = precision(cfg)
+    kwargs: dict[str, Any] = {"dtype": {"bf16": torch.bfloat16, "fp16": torch.float16}.get(computes_in, torch.float32)}
     if torch.cuda.is_available():
-        kwargs["dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision(cfg), torch.float32)
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    else:
-        kwargs["dtype"] = torch.float32
-        if cfg.gradient_checkpointing:  # the memory-saving mode: each fresh mapping costs page faults (see there)
-            return_freed_memory()
+    elif cfg.gradient_checkpointing:  # the memory-saving mode (see there)
+        return_freed_memory(computes_in)
     if cfg.qlora:
         from transformers import BitsAndBytesConfig
 
@@ -243,6 +248,8 @@ def run_training(cfg: TrainConfig, store: Store, parts: TrainerParts, *, resume:
     def build(model, tokenizer, cbs: list[Any]):
         from datasets import Dataset
 
+        from engine.pipeline.training.dropout import lean_lora_dropout
+
         config_class, trainer_class, method_kwargs = parts(cfg)
         args = config_class(**training_kwargs(cfg, eval_rows is not None), **method_kwargs)
         peft_config = lora_config(cfg, model)
@@ -250,11 +257,13 @@ def run_training(cfg: TrainConfig, store: Store, parts: TrainerParts, *, resume:
             from peft import PeftModel
 
             model, peft_config = PeftModel.from_pretrained(model, str(cfg.init_adapter), is_trainable=True), None
-        return trainer_class(
+        trainer = trainer_class(
             model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
             train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, callbacks=cbs,
         )
+        lean_lora_dropout(trainer.model)
+        return trainer
 
     with cpu_threads(cfg.cpu_threads), warnings.catch_warnings():
         # trl still calls transformers' renamed `is_gradient_checkpointing`: a warning the user can do nothing about
@@ -288,8 +297,8 @@ def _run(cfg: TrainConfig, store: Store, build: BuildTrainer, resume: str | None
     model, tokenizer, base_path = load_base(cfg)
     computes_in = precision(cfg)
     if main and say and cfg.precision == "auto" and computes_in == "bf16" and model.device.type == "cpu":
-        say("note: bf16 autocast over float32 weights, as this CPU multiplies bf16 natively (--precision float32: "
-            "all in float32)")
+        say("note: bf16 weights and matmuls (LoRA's own weights in float32), as this CPU multiplies bf16 natively "
+            "(--precision float32: all in float32)")
     if main:
         if run_id:
             runs.resume_run(store, run_id, from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]))
