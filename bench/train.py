@@ -56,7 +56,7 @@ class Setting(NamedTuple):
 
 # The trainer before issue 15 first (with glibc's default, growing mmap threshold, as it was then: see
 # loop.return_freed_memory); then the labels-only loss without and with activation checkpointing, on every layer
-# and on the last 10 only (the tutorial's), in float32 then in bf16 autocast (fast only on a CPU with native bf16),
+# and on the last 10 only (the tutorial's), in float32 then in bf16 (fast only on a CPU with native bf16),
 # each step's examples in one forward pass; then the same step one example a pass (no padding; the saved
 # activations of one example): bf16 on every layer and on the last 10, with and without checkpointing; last, the
 # defaults on a CPU without native bf16 (float32, one a pass, checkpointed)
