@@ -50,7 +50,7 @@ class Setting(NamedTuple):
     loss: str  # "full" (trl's own) or "labels"
     checkpointing: bool
     layers: int | None  # LoRA on the last N layers (None: all)
-    precision: str  # "float32" or "bf16" (autocast)
+    precision: str  # "float32" or "bf16" (bf16 base weights, LoRA's in float32, autocast matmuls)
     one_a_pass: bool  # the step's --batch-size examples one a forward pass (accumulated), or all in one pass
 
 
@@ -104,12 +104,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=4, help="examples a step (default 4: the tutorial's)")
     parser.add_argument("--max-seq-len", type=int, default=1024)
-    parser.add_argument("--packing", action="store_true", help="pack the examples (default: one a row, as the tutorial)")
+    parser.add_argument("--packing", action="store_true",
+                        help="pack the examples (default: one a row, as the tutorial)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--games", type=int, default=12, help="planner games to draw examples from")
     parser.add_argument("--settings", default=None,
                         help="which settings to run, by number (0 is the reference, always run): e.g. 2,6 "
-                             f"(default: all {len(SETTINGS)}: " + "; ".join(f"{i} {s}" for i, s in enumerate(SETTINGS)) + ")")
+                             f"(default: all {len(SETTINGS)}: "
+                             + "; ".join(f"{i} {s}" for i, s in enumerate(SETTINGS)) + ")")
     parser.add_argument("--one", nargs=2, metavar=("DATA", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child: one setting, one JSON line
@@ -135,9 +137,11 @@ def main() -> None:
         before = results[0]
         for after in results[1:]:
             speed = after["tokens_per_s_median_after_warmup"] / before["tokens_per_s_median_after_warmup"]
+            a_pass = 1 if after["one_a_pass"] else args.batch_size
             print(f"loss {after['loss']}, checkpointing {after['checkpointing']}, LoRA layers "
-                  f"{after['layers'] or 'all'}, {after['precision']}, {1 if after['one_a_pass'] else args.batch_size} a pass vs the trainer before issue 15: peak memory {before['peak_rss_mb']} "
-                  f"-> {after['peak_rss_mb']} MB, tokens/s x{speed:.2f}  [aims: under 2,000 MB, at least x1.5]")
+                  f"{after['layers'] or 'all'}, {after['precision']}, {a_pass} a pass vs the trainer before issue 15: "
+                  f"peak memory {before['peak_rss_mb']} -> {after['peak_rss_mb']} MB, tokens/s x{speed:.2f}  "
+                  "[aims: under 2,000 MB, at least x1.5]")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ class TrainConfig:
     # layer and only those layers keep activations: bench/train.py measures the time and memory it saves
     lora_layers: int | None = None
     # a step of 4 examples, one a forward pass: no padding, and the saved activations of one example only. The
-    # same loss per step as 4 a pass; on a CPU, bf16 without checkpointing, 179 against 147 tokens/s (bench/train.py)
+    # same loss per step as 4 a pass; on a CPU, bf16 autocast over float32 weights without checkpointing, 179 against
+    # 147 tokens/s (bench/train.py, stop 28)
     batch_size: int = 1
     grad_accum: int = 4
     max_seq_len: int = 1024

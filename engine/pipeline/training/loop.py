@@ -55,10 +55,10 @@ def return_freed_memory(computes_in: str) -> None:
     gets its own mapping, handed back when freed and paid for in page faults when touched again. Measured with
     one example a pass, every layer checkpointed (6 steps of bench/train.py):
     - float32: 128 KiB (glibc's starting value) peaked at 1.26 GB at 64.5 tokens/s, 16 MB at 2.8 GB at 104;
-    - bf16: 128 KiB peaked at 1.65 GB at 86.4 tokens/s, 16 MB at 1.85 GB at 141.7 (the trainer before issue 15:
-      88.7): bf16 activations of one example (up to 3 MB) stay in the heap, the vocabulary-sized logits go back at
-      once (under autocast over float32 weights: 14 million page faults over four 1,000-token examples at
-      128 KiB, 0.6 million at 16 MB).
+    - bf16: 128 KiB peaked at 1.65 GB at 86.4 tokens/s (peft's input cast off), 16 MB at 1.85 GB at 141.7 (the
+      trainer before issue 15: 88.7): bf16 activations of one example (up to 3 MB) stay in the heap, the
+      vocabulary-sized logits go back at once (under autocast over float32 weights: 14 million page faults over
+      four 1,000-token examples at 128 KiB, 0.6 million at 16 MB).
     Without checkpointing the heap is not the peak: the fixed threshold costs only time (LoRA on the last 10
     layers, float32: 45 against 69 tokens/s for 3.4 GB against 4.5 GB), so only the memory-saving mode asks.
     """
