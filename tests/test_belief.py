@@ -115,6 +115,20 @@ def test_a_public_number_of_known_facts_is_the_only_size_in_the_prior():
     assert tr.state_mass(s.preferences, s.target_knows) > blind.state_mass(s.preferences, s.target_knows)
 
 
+def test_a_public_full_knowledge_best_conditions_the_prior():
+    """MindGames' generator: told every fact, the target picks a third proposal; the prior keeps only such states."""
+    from engine.game.rules import choose_array
+
+    s = load_file(MINDGAMES_PATH)[3]
+    side = persuader_side(s)
+    told, blind = BeliefTracker(side), BeliefTracker(dataclasses.replace(side, full_knowledge_best=None))
+    for tr, breaks in ((told, False), (blind, True)):
+        informed = choose_array(tr.C @ tr.onehot, None)
+        third = (informed >= 0) & (informed != tr.goal) & (informed != tr.first)
+        assert bool((tr.b.sum(axis=0)[~third] > 0).any()) is breaks
+    assert told.state_mass(s.preferences, s.target_knows) > blind.state_mass(s.preferences, s.target_knows) > 0
+
+
 def test_mindgames_answers_are_evidence(business):
     tr = _tracker(business)
     pid = business.proposal_ids[0]

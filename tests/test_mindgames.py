@@ -55,6 +55,7 @@ def test_shipped_set_is_200_mindgames_games_that_start_on_a_unique_choice():
     for s in scenarios:
         assert (len(s.proposals), len(s.attributes), len(s.target_knows), s.max_turns) == (3, 3, 5, 8)
         assert s.target_knows_count == 5  # MindGames' rules make the number public (4 of the 9 facts hidden)
+        assert s.full_knowledge_best == "other"  # its generator: told every fact, the target picks a third proposal
 
 
 @needs_records
@@ -131,15 +132,15 @@ def test_recorded_disclosures_become_true_disclose_moves():
     record = GameRecord(
         line=2, persuader="gpt-4o", condition="hidden", participant="0", trial=0, story="generic",
         payoff_id="p", proposals=("A", "B", "C"), attributes=("x", "y", "z"),
-        utilities={"A": {"x": 1, "y": 1, "z": 0}, "B": {"x": 0, "y": 1, "z": 0}, "C": {"x": -1, "y": 0, "z": 0}},
-        hidden={"A": ["x", "y"], "B": [], "C": []}, coefficients={"x": 1, "y": 1, "z": 1},
+        utilities={"A": {"x": 1, "y": 1, "z": -1}, "B": {"x": 1, "y": 0, "z": 0}, "C": {"x": 1, "y": 1, "z": 0}},
+        hidden={"A": ["x", "y", "z"], "B": [], "C": ["x", "y"]}, coefficients={"x": 1, "y": 1, "z": 1},
         persuader_choice="A", initial_choice="B", final_choice="A", disclosures=[{"A": {"x": 1}}, {}],
         turn_limit=8,
     )
     scenario = to_scenario(record, {}, "t")
     assert disclosure_moves(record, 0) == [disclose(("A", "x"), 1)]
     assert disclosure_moves(record, 1) == []
-    assert ("A", "x") not in scenario.target_knows and len(scenario.target_knows) == 7
+    assert ("A", "x") not in scenario.target_knows and len(scenario.target_knows) == 4
     assert scenario.goal == "A" and scenario.story
 
 
@@ -163,6 +164,10 @@ def test_import_command_writes_the_set(tmp_path, capsys):
     assert main(["scenarios", "import-mindgames", str(GAMES), "--out", str(out), "--published", str(pub)]) == 0
     assert len(load_file(out)) == 200
     assert json.loads(pub.read_text(encoding="utf-8"))["rows"][0]["label"] == "humans"
+    blind = tmp_path / "blind.jsonl"
+    assert main(["scenarios", "import-mindgames", str(GAMES), "--out", str(blind), "--no-design"]) == 0
+    plain = [s.to_dict() for s in load_file(blind)]
+    assert [dict(s, full_knowledge_best="other") for s in plain] == [s.to_dict() for s in load_file(out)]
 
 
 def test_import_command_with_a_missing_csv_says_so(tmp_path, capsys):

@@ -65,3 +65,6 @@ def test_a_public_number_of_known_facts_is_in_the_hidden_condition_prompt(busine
                               revealed_state(game, "revealed", "cooperative"))[0]["content"]
     assert line in hidden and line not in told  # told the very facts, the count says nothing more
     assert "facts at the start" not in persuader_messages(business, 1, [], BELIEF)[0]["content"]
+    design = "Told every fact, the target would choose neither your proposal nor its first choice."
+    assert design in hidden and design not in told
+    assert design not in persuader_messages(business, 1, [], BELIEF)[0]["content"]

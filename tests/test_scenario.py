@@ -60,6 +60,8 @@ def test_round_trip_through_dict(business):
         ({"target_knows_count": 2}, "target_knows_count is 2 but target_knows lists 1 fact"),
         ({"target_knows_count": 5}, "target_knows_count must be an integer from 0 to 4"),
         ({"target_knows_count": "1"}, "target_knows_count must be an integer"),
+        ({"full_knowledge_best": "rival"}, "full_knowledge_best must be one of 'other'"),
+        ({"full_knowledge_best": "other"}, "knowing every fact, the target's values are A=\\+2, B=\\+1"),
     ],
 )
 def test_bad_scenarios_name_the_field(change, message):

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     mg.add_argument("--out", required=True, help="JSONL file to write")
     mg.add_argument("--all", action="store_true",
                     help="every distinct recorded game, not only the slots every LLM persuader played")
+    mg.add_argument("--no-design", dest="design", action="store_false",
+                    help="leave out what MindGames' generator guarantees (told every fact, the target picks a third "
+                         "proposal: full_knowledge_best), as MindGames' own persuaders were not told it")
     mg.add_argument("--published", default=None, metavar="FILE",
                     help="also write the published success rates, recomputed from the records, as JSON")
     mg.set_defaults(func=import_mindgames)
@@ -109,7 +112,7 @@ def import_mindgames(args: argparse.Namespace) -> int:
     """Both files are checked writable first and each is written whole (a temporary file moved into place)."""
     out = check_writable_folder(args.out, "--out")
     published = check_writable_folder(args.published, "--published") if args.published else None
-    n = write_jsonl(import_scenarios(args.csv, every_game=args.all), out)
+    n = write_jsonl(import_scenarios(args.csv, every_game=args.all, design=args.design), out)
     what = "distinct games" if args.all else "game slots every MindGames LLM persuader played"
     console.print(f"wrote {n} scenarios ({what}) to {out}", highlight=False)
     if published:

@@ -136,9 +136,12 @@ def attribute_ids(names: Sequence[str]) -> dict[str, str]:
     return {n: "_".join(n.lower().split()) if first[n] in clash else first[n] for n in names}
 
 
-def to_scenario(record: GameRecord, stories: Mapping[str, Mapping[str, str]], scenario_id: str) -> Scenario:
-    """The lab scenario of a recorded game: the target knows every fact MindGames did not hide from it, and how many
-    it knows is public (`target_knows_count`), as MindGames' rules are."""
+def to_scenario(record: GameRecord, stories: Mapping[str, Mapping[str, str]], scenario_id: str,
+                design: bool = True) -> Scenario:
+    """The lab scenario of a recorded game: the target knows every fact MindGames did not hide from it; how many it
+    knows is public (`target_knows_count`), as MindGames' rules are, and so is what its generator guarantees
+    (`full_knowledge_best`: told every fact, the target picks neither the goal nor its first choice). Without
+    `design` that guarantee is left out, as MindGames' own persuaders were not told it."""
     ids = attribute_ids(record.attributes)
     story = stories.get(record.story, {})
     data: dict[str, Any] = {
@@ -158,6 +161,8 @@ def to_scenario(record: GameRecord, stories: Mapping[str, Mapping[str, str]], sc
         "max_turns": record.turn_limit,
     }
     data["target_knows_count"] = len(data["target_knows"])  # public in MindGames: its rules hide 4 of the 9 facts
+    if design:  # MindGames' generator makes every game so: told every fact, the target picks a third proposal
+        data["full_knowledge_best"] = "other"
     return Scenario.from_dict(data, f"games.csv:{record.line}")
 
 
@@ -190,18 +195,18 @@ def distinct_games(records: Iterable[GameRecord]) -> list[GameRecord]:
     return list(seen.values())
 
 
-def import_scenarios(csv_path: str | Path, every_game: bool = False) -> list[Scenario]:
+def import_scenarios(csv_path: str | Path, every_game: bool = False, design: bool = True) -> list[Scenario]:
     """The shipped set from a games.csv (stories.json beside it): the shared slots as `mindgames-NNN` (NNN the
-    trial), or with `every_game` every distinct game as `mindgames-<hash of its key>`."""
+    trial), or with `every_game` every distinct game as `mindgames-<hash of its key>`. `design`: see `to_scenario`."""
     records = read_games(csv_path)
     stories = read_stories(Path(csv_path).with_name("stories.json"))
     if every_game:
-        return [to_scenario(r, stories, f"mindgames-{hashlib.sha1(r.game_key.encode()).hexdigest()[:10]}")
+        return [to_scenario(r, stories, f"mindgames-{hashlib.sha1(r.game_key.encode()).hexdigest()[:10]}", design)
                 for r in distinct_games(records)]
     slots = shared_slots(records)
     if not slots:
         raise MindGamesError(f"{csv_path}: no trial was played by all of {', '.join(LLM_PERSUADERS)}")
-    return [to_scenario(r, stories, f"mindgames-{r.trial:03d}") for r in slots]
+    return [to_scenario(r, stories, f"mindgames-{r.trial:03d}", design) for r in slots]
 
 
 # ----- published figures -------------------------------------------------------------------------------------

@@ -90,6 +90,19 @@ def winning_disclosures(scenario: Scenario, preferences: Mapping[str, float] | N
     return frozenset(chosen)
 
 
+def full_knowledge_problem(scenario: Scenario) -> str | None:
+    """None when the scenario's target does what its `full_knowledge_best` says it does once it knows every fact."""
+    if scenario.full_knowledge_best is None:
+        return None
+    vals = values(scenario, scenario.preferences, scenario.facts)
+    best = unique_best(vals)
+    if best is None or best in (scenario.goal, initial_choice(scenario)):
+        said = ", ".join(f"{p}={v:+g}" for p, v in vals.items())
+        return (f"full_knowledge_best is 'other' but, knowing every fact, the target's values are {said}: its unique "
+                f"best must be neither the goal {scenario.goal} nor its first choice {initial_choice(scenario)}")
+    return None
+
+
 def why_not_interesting(scenario: Scenario) -> str | None:
     """None when the scenario is interesting (DESIGN.md 1); otherwise why not, in words."""
     tied = start_tie(scenario)

@@ -23,6 +23,7 @@ Fact = tuple[str, str]
 """A fact is a (proposal id, attribute id) pair; written `P.attr` in prose and files."""
 
 EFFECT_WORDS = {1: "increases", 0: "has no effect on", -1: "decreases"}
+FULL_KNOWLEDGE_BEST = ("other",)  # the values of `Scenario.full_knowledge_best`
 
 
 class ScenarioError(LabError):
@@ -81,6 +82,11 @@ class Scenario:
     # 9); which ones stays hidden. Persuaders keep it (`persuader_side`): the planner's belief puts its prior on
     # that many, the prompt states it. None: not public, any number is possible.
     target_knows_count: int | None = None
+    # What the game's design makes public about the target's choice once it knows every fact. "other": a unique
+    # best that is neither the goal nor its first choice, so telling everything loses (MindGames' generator makes
+    # every game so). Persuaders keep it: the planner's belief is conditioned on it, the prompt states it.
+    # None: nothing is public.
+    full_knowledge_best: str | None = None
     source: str = field(default="", compare=False)
 
     # ----- derived views -------------------------------------------------------------------------
@@ -134,6 +140,7 @@ class Scenario:
             "goal": self.goal,
             "max_turns": self.max_turns,
             **({"target_knows_count": self.target_knows_count} if self.target_knows_count is not None else {}),
+            **({"full_knowledge_best": self.full_knowledge_best} if self.full_knowledge_best is not None else {}),
         }
 
     @classmethod
@@ -227,6 +234,10 @@ class Scenario:
                                 f"got {count!r}")
         if count is not None and knows and count != len(knows):
             raise ScenarioError(f"{where}: target_knows_count is {count} but target_knows lists {len(knows)} fact(s)")
+        best_known = data.get("full_knowledge_best")
+        if best_known not in (None, *FULL_KNOWLEDGE_BEST):
+            raise ScenarioError(f"{where}: full_knowledge_best must be one of {', '.join(map(repr, FULL_KNOWLEDGE_BEST))} "
+                                f"(or absent), got {best_known!r}")
 
         scenario = cls(
             id=sid,
@@ -243,12 +254,13 @@ class Scenario:
             goal=goal,
             max_turns=max_turns,
             target_knows_count=count,
+            full_knowledge_best=best_known,
             source=where,
         )
         if check_interesting:
-            from engine.game.rules import why_not_interesting
+            from engine.game.rules import full_knowledge_problem, why_not_interesting
 
-            problem = why_not_interesting(scenario)
+            problem = why_not_interesting(scenario) or full_knowledge_problem(scenario)
             if problem:
                 raise ScenarioError(f"{where}: {problem}")
         return scenario

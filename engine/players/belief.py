@@ -1,17 +1,19 @@
 """A Bayesian model of the target's mind: what it wants, what it knows, and how it will choose.
 
-The hypothesis space is every preference vector in {-1, 0, +1}^k crossed with every set of facts the target may
-have known at the start (all subsets of the facts that carry an effect for scenarios up to 3x3, a seeded stratified
+The hypothesis space is every preference vector in {-1, 0, +1}^k crossed with every set of facts the target may have
+known at the start (all subsets of the facts that carry an effect for scenarios up to 3x3, a seeded stratified
 sample for larger ones) and the six published personalities of the rule-based target
-(`engine.players.targets.rational.PERSONALITIES`; in the revealed condition the persuader may be told which). The prior
-over preferences is the scenario generator's; over knowledge, any number of facts is possible
-(`knowledge_size_prior`), so a target that knows most facts (MindGames' knows 5 of 9) is as much in the belief
-as the generator's; where the game makes the number public (`Scenario.target_knows_count`), only sets of that size. It is conditioned on what every playable scenario satisfies (a unique first choice that is not
-the goal, and some true disclosures would make the goal its unique best). Every reply is folded in by Bayes' rule
-with the same numbers the rule-based target uses (its choice rule is `engine.game.rules.choose_array`), mixed with a
-small noise term so that a target that does not follow the model (a language model, a person) bends the belief
-instead of breaking it. What MindGames' target says is read too: a `knows` statement for every fact of a proposal,
-and a choice stated with its whole ranking.
+(`engine.players.targets.rational.PERSONALITIES`; in the revealed condition the persuader may be told which). The
+prior over preferences is the scenario generator's; over knowledge, any number of facts is possible
+(`knowledge_size_prior`), so a target that knows most facts (MindGames' knows 5 of 9) is as much in the belief as
+the generator's; where the game makes the number public (`Scenario.target_knows_count`), only sets of that size. It
+is conditioned on what every playable scenario satisfies (a unique first choice that is not the goal, and some true
+disclosures would make the goal its unique best) and on what the scenario's design makes public
+(`Scenario.full_knowledge_best`: MindGames' target, told every fact, picks a third proposal). Every reply is folded
+in by Bayes' rule with the same numbers the rule-based target uses (its choice rule is
+`engine.game.rules.choose_array`), mixed with a small noise term so that a target that does not follow the model (a
+language model, a person) bends the belief instead of breaking it. What MindGames' target says is read too: a
+`knows` statement for every fact of a proposal, and a choice stated with its whole ranking.
 
 Arrays are numpy over at most some ten thousand states, so a whole game's updates cost milliseconds.
 """
@@ -115,6 +117,9 @@ class BeliefTracker:
             vwin = ((k0 | (gain > 0)) * self.C) @ self.onehot
             rivals = np.delete(vwin, self.goal, axis=1)
             ok = (self.first >= 0) & (self.first != self.goal) & (vwin[:, self.goal] > rivals.max(axis=1))
+            if s.full_knowledge_best == "other":  # the game's design: knowing every fact, a third proposal wins
+                informed = self._pick(self.C @ self.onehot, None)
+                ok &= (informed >= 0) & (informed != self.goal) & (informed != self.first)
             prior = prior * ok
         told = revealed.personality if revealed is not None else None
         pers_prior = np.array([p.name == told for p in self.pers], dtype=float)  # revealed: it may be told it

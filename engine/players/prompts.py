@@ -114,6 +114,8 @@ def system_prompt(
     if revealed is None and scenario.target_knows_count is not None:
         lines.append(f"The target knows {scenario.target_knows_count} of the {len(scenario.facts)} facts at the "
                      "start; which ones is hidden.")
+    if revealed is None and scenario.full_knowledge_best == "other":
+        lines.append("Told every fact, the target would choose neither your proposal nor its first choice.")
     if revealed is not None:
         prefs = ", ".join(f"{a} {v:+g}" for a, v in revealed.preferences.items())
         knows = ", ".join(sorted(fact_key(f) for f in revealed.target_knows)) or "nothing"
