@@ -16,7 +16,7 @@ from engine.cli import main
 from engine.errors import LabError
 from engine.game.episode import play
 from engine.game.generator import heldout_signatures, signature
-from engine.game.moves import parse_reply
+from engine.game.moves import Move, parse_reply
 from engine.game.scenario import load_path, write_jsonl
 from engine.pipeline.dataprep import turn_examples
 from engine.pipeline.improve import (
@@ -29,6 +29,7 @@ from engine.pipeline.improve import (
     round_data,
     scenario_files,
     training_mix,
+    winning_turns,
 )
 from engine.pipeline.training import runs, sft
 from engine.pipeline.training.config import load_config
@@ -71,6 +72,32 @@ def test_expert_iteration_keeps_the_good_turns_of_won_games_only(business):
     assert [r["messages"][2]["content"] for r in data.rows] == [assistant_text(t) for t in won.turns]
     both = round_data([won, lost], "ei+dagger", "full", round_=2)
     assert (both.ei_rows, both.dagger_rows) == (len(won.turns), len(won.turns) + len(lost.turns))
+
+
+class NeverConcludes(Planner):
+    """The planner, asking for the choice where it would conclude: after a win it fills the turns as a
+    finetuned model that seldom concludes does."""
+
+    def act(self, view):
+        turn = super().act(view)
+        return replace(turn, moves=[m for m in turn.moves if m.kind != "conclude"] or [Move("ask_choice")])
+
+
+def test_expert_iteration_keeps_the_turns_that_earned_the_win(business):
+    ep = play(business, NeverConcludes(), RationalTarget(), personality="cooperative", seed=1)
+    assert ep.outcome.success and len(ep.turns) == business.max_turns
+    upto = winning_turns(ep)
+    assert 1 < upto < len(ep.turns)
+    assert any(st.kind == "choice" and st.subject == business.goal for st in ep.turns[upto - 1].statements)
+    assert not any(st.kind == "choice" and st.subject == business.goal for t in ep.turns[: upto - 1]
+                   for st in t.statements)
+    assert {m.kind for t in ep.turns[upto:] for m in t.moves} == {"ask_choice"}  # the filler
+    data = round_data([ep], "ei", "moves", round_=1, ei_turns="to_win")
+    assert data.ei_rows == upto and [r["messages"][2]["content"] for r in data.rows] == [
+        assistant_text(t, reply="moves") for t in ep.turns[:upto]]
+    assert round_data([ep], "ei", "moves", round_=1).ei_rows == len(ep.turns)  # the default keeps every turn
+    concluded = play(business, Planner(), RationalTarget(), personality="cooperative", seed=1)
+    assert winning_turns(concluded) == len(concluded.turns)  # the turn that concluded is kept
 
 
 def test_generated_scenario_sets_are_apart_from_each_other_and_the_held_out_set(tmp_path):
@@ -119,13 +146,15 @@ def test_the_rounds_games_carry_the_persuader_options(tmp_path):
 
 def test_a_run_stored_before_aggregation_is_not_continued_with_it(store, tmp_path):
     old = ImproveConfig(out=str(tmp_path / "run")).to_dict()
-    for key in ("aggregate", "expert_data", "expert_share", "conclude", "disclose"):  # as runs stored before these settings
+    for key in ("aggregate", "expert_data", "expert_share", "conclude", "disclose", "ei_turns"):  # as stored before them
         old.pop(key)
     store.add_improve_run({"id": "0123456789ab", "name": "run", "out_dir": str((tmp_path / "run").resolve()),
                            "status": "interrupted", "config_json": json.dumps(old), "start_model": "embedded",
                            "rounds": 3, "pid": 0})
-    with pytest.raises(LabError, match="aggregate: False -> True"):
+    with pytest.raises(LabError, match=r"aggregate: False -> True\)"):
         open_run(store, ImproveConfig(out=str(tmp_path / "run")))
+    with pytest.raises(LabError, match=r"ei_turns: 'all' -> 'to_win'\)"):
+        open_run(store, ImproveConfig(out=str(tmp_path / "run"), aggregate=False, ei_turns="to_win"))
     assert open_run(store, ImproveConfig(out=str(tmp_path / "run"), aggregate=False))["id"] == "0123456789ab"
 
 
@@ -135,6 +164,7 @@ def test_a_run_stored_before_aggregation_is_not_continued_with_it(store, tmp_pat
     (["--expert-data", "data/none.jsonl"], "--expert-data: no file 'data/none.jsonl'"),
     (["--max-turns", "0"], "must be at least 1"),
     (["--method", "ppo"], "argument --method: invalid choice: 'ppo'"),
+    (["--ei-turns", "some"], "argument --ei-turns: invalid choice: 'some'"),
 ])
 def test_bad_settings_are_one_line(tmp_path, capsys, flags, error):
     try:
@@ -272,17 +302,20 @@ async def test_the_training_pane_draws_an_improve_runs_curve_and_refuses_a_bad_f
                        and app.screen.query_one("#form-data", Select).value == "ei+dagger")  # filled in on mount
         labels = [str(label.content) for label in app.screen.query(Label)]
         assert "learn from" in labels and "steps per round" in labels and "conclude" in labels
+        assert "won games' turns" in labels
         app.screen.query_one("#form-adapter", Input).value = "models/none"
         app.screen.query_one("#form-rounds", Input).value = "2"
         app.screen.query_one("#form-conclude", Select).value = "stated"
         app.screen.query_one("#form-disclose", Select).value = "stated"
+        assert app.screen.query_one("#form-ei_turns", Select).value == "all"  # the default, filled in
+        app.screen.query_one("#form-ei_turns", Select).value = "to_win"
         await pilot.pause()
         await pilot.click("#form-start")
         await wait_for(pilot, lambda: any("no LoRA adapter at 'models/none'" in str(n.message)
                                           for n in app._notifications))
         assert not app.jobs and (pane.improve_form["rounds"], pane.improve_form["conclude"]) == ("2", "stated")
         settings = pane.improve_job({**pane.improve_form, "adapter": ""}).settings
-        assert (settings.conclude, settings.disclose) == ("stated", "stated")
+        assert (settings.conclude, settings.disclose, settings.ei_turns) == ("stated", "stated", "to_win")
 
 
 def test_the_training_form_builds_an_improve_job(tmp_path):

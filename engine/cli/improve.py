@@ -25,7 +25,7 @@ Example: ptom-lab improve --adapter models/ptom-smollm2 --out models/improve-1 -
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from engine.pipeline.improve import DATA_MODES, METHODS, TRAIN_SEED, ImproveConfig
+    from engine.pipeline.improve import DATA_MODES, EI_TURNS, METHODS, TRAIN_SEED, ImproveConfig
     from engine.players.reply_schema import CONCLUDE_RULES, DISCLOSE_RULES
 
     d = ImproveConfig(out="")
@@ -65,6 +65,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--disclose", choices=DISCLOSE_RULES, default=d.disclose,
                    help="the games' persuader option: stated offers no disclosure that the target's stated "
                         "preferences show to hurt the goal or help a rival (default any)")
+    p.add_argument("--ei-turns", choices=EI_TURNS, default=d.ei_turns,
+                   help="expert iteration keeps every turn of a won game (all, default), or only those up to the first "
+                        "one after the target named the goal as its choice (to_win: what follows is ask_choice filler)")
     p.add_argument("--steps", type=positive_int, default=d.steps, help=f"optimizer steps a round (default {d.steps})")
     p.add_argument("--max-train-tokens", type=positive_int, default=None,
                    help="or end a round's training at this many training tokens (equal-compute comparisons)")
@@ -97,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         lr=args.lr, reply_format=args.reply_format, max_turns=args.max_turns, max_tokens=args.max_tokens,
         temperature=args.temperature, eval_temperature=args.eval_temperature, dtype=args.dtype,
         concurrency=args.concurrency, seed=args.seed, aggregate=args.aggregate, expert_data=args.expert_data,
-        expert_share=args.expert_share, conclude=args.conclude, disclose=args.disclose,
+        expert_share=args.expert_share, conclude=args.conclude, disclose=args.disclose, ei_turns=args.ei_turns,
     )
 
 

@@ -25,7 +25,7 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, RichLo
 from textual_plotext import PlotextPlot
 
 from engine.errors import LabError
-from engine.pipeline.improve import DATA_MODES
+from engine.pipeline.improve import DATA_MODES, EI_TURNS
 from engine.pipeline.training.config import METHODS
 from engine.players.reply_schema import CONCLUDE_RULES, DISCLOSE_RULES
 from ptom_tui.messages import ReportsFailures
@@ -288,7 +288,7 @@ class TrainingPane(ReportsFailures, Vertical):
         config = ImproveConfig(out=form["out"] or f"models/improve-{time.strftime('%Y%m%d-%H%M%S')}",
                                adapter=form["adapter"] or "embedded", data=form["data"],
                                expert_data=form.get("expert_data") or None, conclude=form.get("conclude") or "any",
-                               disclose=form.get("disclose") or "any",
+                               disclose=form.get("disclose") or "any", ei_turns=form.get("ei_turns") or "all",
                                **{k: v for k, v in numbers.items() if v is not None})
         return improve_job(config, self.app.db_path)
 
@@ -378,7 +378,8 @@ class ImproveForm(NewRunForm):
     FORM_TITLE = "[b]Improve: the model learns from its own games[/b] (in the background)"
     CHOICES = (("data", "learn from", DATA_MODES),
                ("conclude", "conclude", CONCLUDE_RULES),  # stated: only right after the target named the goal
-               ("disclose", "disclose", DISCLOSE_RULES))  # stated: none the target's stated preferences rule out
+               ("disclose", "disclose", DISCLOSE_RULES),  # stated: none the target's stated preferences rule out
+               ("ei_turns", "won games' turns", EI_TURNS))  # to_win: only up to the target naming the goal
     FIELDS = (
         ("adapter", "start adapter", "blank: embedded SmolLM2 (untrained)", "text"),
         ("out", "output folder", "blank: a new models/improve-DATE-TIME", "text"),
