@@ -95,11 +95,11 @@ def full_knowledge_problem(scenario: Scenario) -> str | None:
     if scenario.full_knowledge_best is None:
         return None
     vals = values(scenario, scenario.preferences, scenario.facts)
-    best = unique_best(vals)
-    if best is None or best in (scenario.goal, initial_choice(scenario)):
+    first = initial_choice(scenario)
+    if unique_best(vals) in (None, scenario.goal, first):
         said = ", ".join(f"{p}={v:+g}" for p, v in vals.items())
         return (f"full_knowledge_best is 'other' but, knowing every fact, the target's values are {said}: its unique "
-                f"best must be neither the goal {scenario.goal} nor its first choice {initial_choice(scenario)}")
+                f"best must be neither the goal {scenario.goal} nor its first choice {first}")
     return None
 
 

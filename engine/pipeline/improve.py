@@ -243,15 +243,16 @@ def winning_turns(episode: Episode) -> int:
     named the goal as its choice, and that turn too if it concluded.
 
     What follows adds nothing to the win. A model that seldom concludes fills those turns with `ask_choice`, and
-    learning from them taught the tutorial adapter to stop disclosing: its third expert-iteration round made 28
-    disclosures in 40 validation games against 168 (round 1) and won 6 of them against 20 (README, issue 16)."""
-    from engine.players.reply_schema import goal_just_stated
+    learning from them taught the tutorial adapter to stop disclosing: its third expert-iteration round disclosed on
+    28 of its 308 turns in 40 validation games against 168 of 312 (round 1) and won 6 of them against 20 (README,
+    issue 16)."""
+    from engine.players.reply_schema import names_goal
 
-    goal = episode.scenario.goal
-    for i in range(1, len(episode.turns)):
-        if goal_just_stated(episode.turns[:i], goal):  # reads the last turn's statements, as an Exchange's
-            return i + any(m.kind == "conclude" for m in episode.turns[i].moves)
-    return len(episode.turns)
+    turns = episode.turns
+    for i in range(1, len(turns)):
+        if names_goal(turns[i - 1].statements, episode.scenario.goal):
+            return i + any(m.kind == "conclude" for m in turns[i].moves)
+    return len(turns)
 
 
 def round_data(episodes: list[Episode], mode: str, reply: str, round_: int, ei_turns: str = "all") -> RoundData:

@@ -77,11 +77,16 @@ def spent_moves(history: Iterable[Exchange]) -> set[str]:
 CONCLUDE_RULES = ("any", "stated")  # when a held reply may `conclude`: at any turn, or once the goal is just chosen
 
 
+def names_goal(statements: Iterable[Statement], goal: str) -> bool:
+    """Whether one reply's statements name the goal as the target's choice."""
+    return any(st.kind == "choice" and st.subject == goal for st in statements)
+
+
 def goal_just_stated(history: Sequence[Exchange], goal: str) -> bool:
     """Whether the target's last reply named the goal as its choice: the one state in which `conclude=stated`
     lets a model end the game. A model that concludes while the target still prefers a rival loses the game on
     the spot, which is how finetuned SmolLM2 adapters lost most of their held-out games."""
-    return bool(history) and any(st.kind == "choice" and st.subject == goal for st in history[-1].statements)
+    return bool(history) and names_goal(history[-1].statements, goal)
 
 
 DISCLOSE_RULES = ("any", "stated")  # which true disclosures a held reply may make: any, or none that is known to hurt
